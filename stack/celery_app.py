@@ -1,0 +1,182 @@
+"""The Celery app: ``create_celery_app(settings)`` and the module-level ``app``.
+
+``celery -A stack.celery_app worker`` finds ``app``. It is the app named by
+``STACK_CELERY_APP`` (default: the reference app built here), bound to the
+Redis that the settings name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from stack import queues
+from stack.connection import ssl_options
+from stack.errors import SettingsError
+from stack.queues import DEFAULT_PRIORITY, PRIORITY_STEPS, QUEUES
+from stack.settings import Settings
+from stack.task import bind_settings
+
+REFERENCE_APP = "stack.celery_app:app"
+TASK_MODULES = ["stack.tasks.diagnostics"]
+DIAGNOSTICS_MODULE = "stack.tasks.diagnostics"
+PUBLISH_RETRY_INTERVAL_S = 0.2
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """Broker transport options; the visibility timeout must match the backend's."""
+    return {
+        "visibility_timeout": settings.visibility_timeout_s,
+        "queue_order_strategy": "priority",
+        "priority_steps": PRIORITY_STEPS,
+        # A killed worker's unacked messages come back within a visibility
+        # timeout; sweep for them every few seconds rather than kombu's minute.
+        "unacked_restore_interval": min(10, settings.visibility_timeout_s),
+        "unacked_restore_throttle": 1,
+        "socket_timeout": 5,
+        "socket_connect_timeout": 5,
+        "retry_on_timeout": True,
+    }
+
+
+def broker_settings(settings: Settings) -> dict[str, Any]:
+    """Where the app talks to Redis: shared by the reference app and rebound user apps."""
+    tls = ssl_options(settings)
+    conf: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "broker_transport_options": transport_options(settings),
+        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_publish_retry_policy": {
+            "max_retries": max(1, int(settings.publish_timeout_s / PUBLISH_RETRY_INTERVAL_S)),
+            "interval_start": 0,
+            "interval_step": PUBLISH_RETRY_INTERVAL_S,
+            "interval_max": PUBLISH_RETRY_INTERVAL_S,
+        },
+        "result_expires": settings.result_expires_s,
+        "redis_socket_timeout": 5,
+        "redis_socket_connect_timeout": 5,
+        "redis_retry_on_timeout": True,
+    }
+    if settings.redis_password is not None:
+        conf["broker_transport_options"]["password"] = settings.redis_password.get_secret_value()
+        conf["redis_password"] = settings.redis_password.get_secret_value()
+    if tls:
+        conf["broker_use_ssl"] = tls
+        conf["redis_backend_use_ssl"] = tls
+    return conf
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The reference stack's whole Celery configuration, from one Settings."""
+    default_queue = queues.queue_name(settings, queues.DEFAULT_QUEUE)
+    return {
+        **broker_settings(settings),
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_timeout_s,
+        "task_time_limit": settings.hard_timeout_s,
+        "task_track_started": True,
+        "result_extended": True,
+        "task_default_queue": default_queue,
+        "task_default_exchange": default_queue,
+        "task_default_routing_key": default_queue,
+        "task_default_priority": DEFAULT_PRIORITY.value,
+        "task_queue_max_priority": max(PRIORITY_STEPS),
+        "task_queues": [
+            Queue(
+                queues.queue_name(settings, name),
+                Exchange(queues.queue_name(settings, name), type="direct"),
+                routing_key=queues.queue_name(settings, name),
+            )
+            for name in QUEUES
+        ],
+        "task_routes": queues.task_routes(settings),
+        "task_create_missing_queues": True,
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "broker_connection_retry": True,
+        "beat_schedule": beat_schedule(settings),
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    """Periodic maintenance (seed guides: cleanup and health checks, on `maintenance`)."""
+    maintenance = queues.queue_name(settings, "maintenance")
+    return {
+        "cleanup-expired-results": {
+            "task": "maintenance.cleanup_expired_results",
+            "schedule": 300.0,
+            "options": {"queue": maintenance, "priority": queues.Priority.LOW.value},
+        },
+        "health-check": {
+            "task": "maintenance.health_check",
+            "schedule": 60.0,
+            "options": {"queue": maintenance, "priority": queues.Priority.HIGH.value},
+        },
+    }
+
+
+def create_celery_app(settings: Settings) -> Celery:
+    """The reference app: every seed feature configured from ``settings``."""
+    app = Celery("stack", task_cls="stack.task:StackTask", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    bind_settings(app, settings)
+    app.conf.include = list(TASK_MODULES)
+    app.loader.import_default_modules()
+    return app
+
+
+def rebind_app(app: Celery, settings: Settings) -> Celery:
+    """Point a user's own app at the stack's Redis and register the diagnostics tasks."""
+    app.conf.update(broker_settings(settings))
+    bind_settings(app, settings)
+    importlib.import_module(DIAGNOSTICS_MODULE)
+    app.loader.import_default_modules()
+    app.finalize(auto=True)
+    return app
+
+
+def import_app(path: str) -> Celery:
+    """Import ``module:attr`` and check that it is a Celery app."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise SettingsError(f"STACK_CELERY_APP must look like module:attr, got {path!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SettingsError(
+            f"STACK_CELERY_APP={path!r}: cannot import {module_name!r} ({exc}); "
+            "check the module path and PYTHONPATH"
+        ) from exc
+    app = getattr(module, attr, None)
+    if not isinstance(app, Celery):
+        raise SettingsError(f"STACK_CELERY_APP={path!r}: {attr!r} is not a Celery app")
+    return app
+
+
+def load_app(settings: Settings) -> Celery:
+    """The app the settings name: the reference app, or the user's app rebound."""
+    if settings.celery_app == REFERENCE_APP:
+        return create_celery_app(settings)
+    return rebind_app(import_app(settings.celery_app), settings)
+
+
+app = load_app(Settings.load())

@@ -1,0 +1,39 @@
+"""The one Redis client factory: every module gets its Redis from here."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import redis
+
+from stack.settings import Settings
+
+SOCKET_TIMEOUT_S = 3.0  # a dead Redis must fail a request in seconds, never hang it
+
+
+def ssl_options(settings: Settings) -> dict[str, Any]:
+    """TLS options for a rediss:// URL, shared by our client, the broker and the backend."""
+    if not settings.broker_url.startswith("rediss://"):
+        return {}
+    options: dict[str, Any] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.redis_ssl_ca_certs:
+        options["ssl_ca_certs"] = str(settings.redis_ssl_ca_certs)
+    if settings.redis_ssl_certfile:
+        options["ssl_certfile"] = str(settings.redis_ssl_certfile)
+    if settings.redis_ssl_keyfile:
+        options["ssl_keyfile"] = str(settings.redis_ssl_keyfile)
+    return options
+
+
+def redis_client(settings: Settings, url: str | None = None) -> "redis.Redis[bytes]":
+    """A client on the broker's Redis (or ``url``), with short timeouts and TLS options."""
+    return redis.Redis.from_url(
+        url or settings.broker_url,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        health_check_interval=30,
+        decode_responses=False,
+        password=settings.redis_password.get_secret_value() if settings.redis_password else None,
+        **ssl_options(settings),
+    )

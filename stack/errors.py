@@ -1,0 +1,65 @@
+"""One exception tree: every error celery-stack raises on purpose is a StackError.
+
+Each message names the problem and the fix, so the CLI can print it as is and
+exit non-zero, and the API can answer with it.
+"""
+
+
+class StackError(Exception):
+    """Base of every deliberate celery-stack error."""
+
+
+class SettingsError(StackError):
+    """A setting is malformed, missing or unsafe; the message names the variable."""
+
+
+class BrokerUnavailable(StackError):
+    """Redis did not answer in time (raised at the boundary from redis/kombu errors)."""
+
+
+class UnknownTask(StackError):
+    """A task name that the Celery app does not register."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"unknown task {name!r}: it is not registered in the Celery app "
+            "(check the name, or set STACK_CELERY_APP to the app that defines it)"
+        )
+        self.name = name
+
+
+class UnknownQueue(StackError):
+    """A queue name outside the configured queues."""
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        super().__init__(f"unknown queue {name!r}: expected one of {', '.join(known)}")
+        self.name = name
+
+
+class DeadLetterNotFound(StackError):
+    """No dead-letter record with that id."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(
+            f"no dead letter with id {record_id!r} (list them with `celery-stack dlq list`)"
+        )
+        self.record_id = record_id
+
+
+class PortInUse(StackError):
+    """A port the stack needs is already taken."""
+
+    def __init__(self, service: str, port: int, variable: str) -> None:
+        super().__init__(
+            f"port {port} for {service} is already in use: stop whatever listens there "
+            f"or set {variable} to a free port"
+        )
+        self.service, self.port, self.variable = service, port, variable
+
+
+class ServiceFailed(StackError):
+    """A service of the stack exited or never became ready."""
+
+
+class RedisServerError(StackError):
+    """A Redis server could not be started, found or controlled."""

@@ -1,0 +1,93 @@
+"""Queues, priority levels and routing: where a task goes.
+
+Redis has no native priorities: kombu splits each queue into one list per
+priority step and, with ``queue_order_strategy='priority'``, drains the lowest
+number first. So 0 is the HIGHEST priority, and Celery's default (0) would make
+every unmarked task critical; we default to ``normal`` instead.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from stack.errors import UnknownQueue
+from stack.settings import Settings
+
+QUEUES = ("default", "file_processing", "query_processing", "maintenance")
+DEFAULT_QUEUE = "default"
+
+PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's Redis priority lists, one per level
+PRIORITY_SEPARATOR = "\x06\x16"  # kombu's separator between queue name and step
+
+
+class Priority(int, Enum):
+    """The four named levels, as Redis priority steps (lower runs first)."""
+
+    CRITICAL = 0
+    HIGH = 3
+    NORMAL = 6
+    LOW = 9
+
+    @classmethod
+    def parse(cls, value: str | int | Priority) -> Priority:
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, int):
+            return cls.from_step(value)
+        try:
+            return cls[value.strip().upper()]
+        except KeyError:
+            names = ", ".join(p.name.lower() for p in cls)
+            raise ValueError(f"unknown priority {value!r}: expected one of {names}") from None
+
+    @classmethod
+    def from_step(cls, step: int | None) -> Priority:
+        """The level a raw Celery priority lands in (kombu rounds up to the next step)."""
+        if step is None:
+            return DEFAULT_PRIORITY
+        for level in cls:
+            if step <= level.value:
+                return level
+        return cls.LOW
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+DEFAULT_PRIORITY = Priority.NORMAL
+
+# Task name prefix -> queue. Anything else goes to `default`.
+ROUTES = {
+    "files.*": "file_processing",
+    "queries.*": "query_processing",
+    "maintenance.*": "maintenance",
+}
+
+
+def queue_name(settings: Settings, queue: str) -> str:
+    """The physical queue name for a logical one (prefixed for test isolation)."""
+    if queue not in QUEUES:
+        raise UnknownQueue(queue, QUEUES)
+    return f"{settings.queue_prefix}{queue}"
+
+
+def priority_lists(physical_queue: str) -> list[str]:
+    """Every Redis list kombu uses for one queue: depth is the sum over all of them."""
+    return [
+        f"{physical_queue}{PRIORITY_SEPARATOR}{step}" if step else physical_queue
+        for step in PRIORITY_STEPS
+    ]
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, Any]]:
+    return {pattern: {"queue": queue_name(settings, q)} for pattern, q in ROUTES.items()}
+
+
+def route_for(settings: Settings, task_name: str) -> str:
+    """The logical queue a task name routes to."""
+    for pattern, queue in ROUTES.items():
+        if task_name.startswith(pattern.rstrip("*")):
+            return queue
+    return DEFAULT_QUEUE

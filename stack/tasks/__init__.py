@@ -1,0 +1,1 @@
+"""Tasks of the reference stack: the seeds' workloads and the diagnostics tasks."""

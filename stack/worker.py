@@ -1,0 +1,170 @@
+"""WorkerProcess: one real `celery worker` subprocess that can be started, pinged and broken.
+
+The pytest plugin hands these out; crash and shutdown tests need real prefork
+processes, acks and signals, which an in-thread solo worker cannot show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from celery import Celery
+
+from stack.errors import ServiceFailed
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 30.0
+FAST_START = ("--without-mingle", "--without-gossip", "--without-heartbeat")  # ~1 s saved
+
+_names = itertools.count(1)
+
+
+@dataclass
+class WorkerProcess:
+    """A `celery -A <app> worker` subprocess with its log in a file."""
+
+    app: Celery
+    env: Mapping[str, str]
+    queues: Sequence[str]
+    concurrency: int = 1
+    pool: str = "prefork"
+    app_path: str = "stack.celery_app"
+    extra_args: Sequence[str] = ()
+    hostname: str = field(
+        default_factory=lambda: f"stack-worker-{os.getpid()}-{next(_names)}@127.0.0.1"
+    )
+    log_path: Path = field(
+        default_factory=lambda: Path(tempfile.mkstemp(suffix=".log", prefix="worker-")[1])
+    )
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            self.app_path,
+            "worker",
+            "--hostname",
+            self.hostname,
+            "--queues",
+            ",".join(self.queues),
+            "--concurrency",
+            str(self.concurrency),
+            "--pool",
+            self.pool,
+            "--loglevel",
+            "INFO",
+            *FAST_START,
+            *self.extra_args,
+        ]
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise ServiceFailed(f"worker {self.hostname} is not running")
+        return self.process.pid
+
+    def start(self, wait: bool = True) -> WorkerProcess:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until the worker answers a ping addressed to it (not just: the process lives)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise ServiceFailed(
+                    f"worker {self.hostname} exited during start-up:\n{self.log_tail()}"
+                )
+            if self.app.control.ping(destination=[self.hostname], timeout=0.3):
+                return
+        raise ServiceFailed(
+            f"worker {self.hostname} did not answer ping in {timeout_s:g} s:\n{self.log_tail()}"
+        )
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def children(self) -> list[int]:
+        """Pids of the pool's child processes."""
+        try:
+            return [child.pid for child in psutil.Process(self.pid).children()]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL the whole node: its unacked tasks wait for the visibility timeout."""
+        self._signal(signal.SIGKILL)
+        self.wait()
+
+    def kill_child(self) -> int:
+        """SIGKILL one pool child (the main process survives and replaces it); return its pid."""
+        children = self.children()
+        if not children:
+            raise ServiceFailed(f"worker {self.hostname} has no pool child to kill")
+        os.kill(children[0], signal.SIGKILL)
+        return children[0]
+
+    def terminate(self) -> None:
+        """Warm shutdown: running tasks finish, then the worker exits."""
+        self._signal(signal.SIGTERM)
+
+    def quit(self) -> None:
+        """Cold shutdown: running tasks are abandoned (and, with acks_late, re-queued)."""
+        self._signal(signal.SIGQUIT)
+
+    def wait(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        if self.process is None:
+            return 0
+        return self.process.wait(timeout_s)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Warm shutdown, then SIGKILL the node and its children if it overstays."""
+        if not self.alive:
+            return
+        children = self.children()
+        self.terminate()
+        try:
+            self.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.alive and self.process is not None:
+            self.process.send_signal(signum)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
