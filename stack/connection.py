@@ -26,7 +26,7 @@ def ssl_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def redis_client(settings: Settings, url: str | None = None) -> "redis.Redis[bytes]":
+def redis_client(settings: Settings, url: str | None = None) -> redis.Redis[bytes]:
     """A client on the broker's Redis (or ``url``), with short timeouts and TLS options."""
     return redis.Redis.from_url(
         url or settings.broker_url,

@@ -32,7 +32,7 @@ def settings_of(app: Celery) -> Settings:
     return cast(Settings, settings)
 
 
-def redis_of(app: Celery) -> "redis.Redis[bytes]":
+def redis_of(app: Celery) -> redis.Redis[bytes]:
     """One Redis client per app and process (created lazily: prefork children fork first)."""
     client = getattr(app, "stack_redis", None)
     if client is None:
@@ -51,7 +51,7 @@ class StackTask(Task):  # type: ignore[misc]
         return settings_of(self.app)
 
     @property
-    def redis(self) -> "redis.Redis[bytes]":
+    def redis(self) -> redis.Redis[bytes]:
         return redis_of(self.app)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
