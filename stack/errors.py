@@ -63,3 +63,7 @@ class ServiceFailed(StackError):
 
 class RedisServerError(StackError):
     """A Redis server could not be started, found or controlled."""
+
+
+class InsecureSettings(SettingsError):
+    """The production profile found missing or unsafe settings; the message lists each one."""
