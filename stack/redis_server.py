@@ -6,11 +6,13 @@ backends persist with AOF, so data survives ``restart()``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -22,6 +24,8 @@ from stack.errors import RedisServerError
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 DEFAULT_IMAGE = "redis:7"
+CONTAINER_PORT = 6379  # inside the container; the host side is a free port on 127.0.0.1
+READY_POLL_S = 0.05  # testcontainers polls every second by default; Redis is up in ms
 Fsync = Literal["always", "everysec", "no"]
 
 
@@ -205,7 +209,10 @@ class LocalRedisServer:
 class ContainerRedisServer:
     """Redis in a container through testcontainers, published on 127.0.0.1 only.
 
-    The host port is fixed at creation so that ``restart()`` keeps the URL.
+    The host port is fixed at creation so that ``restart()`` keeps the URL, and
+    the container is kept across ``stop()``/``kill()`` so its AOF (in /data)
+    survives; ``remove()`` deletes it. testcontainers' Ryuk is expected off
+    (see stack.redis_backend.TESTCONTAINERS_DEFAULTS): whoever starts one removes it.
     """
 
     image: str = DEFAULT_IMAGE
@@ -213,6 +220,7 @@ class ContainerRedisServer:
     password: str | None = None
     db: int = 0
     fsync: Fsync = "everysec"
+    labels: Mapping[str, str] = field(default_factory=dict)
     container: Any = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -228,38 +236,64 @@ class ContainerRedisServer:
     def description(self) -> str:
         return f"testcontainers Redis (image {self.image}) on 127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        if self.container is not None:
-            self._docker().start()
-            wait_until_ready(self.url)
-            return
-        from testcontainers.core.container import DockerContainer
-
-        command = [
+    def command(self) -> list[str]:
+        """Passed explicitly: an image made by `docker import` has no command of its own."""
+        return [
             "redis-server",
             "--protected-mode",
-            "no",
+            "no",  # clients come through the Docker bridge, not loopback
             "--dir",
             "/data",
-            *redis_args(6379, self.password, self.fsync),
+            *redis_args(CONTAINER_PORT, self.password, self.fsync),
         ]
-        container = DockerContainer(self.image).with_command(command)
-        container.with_bind_ports(6379, ("127.0.0.1", self.port))
+
+    def start(self) -> None:
+        if self.container is not None:
+            self._restart_container()
+            return
+        from testcontainers.community.redis import PingWaitStrategy, RedisContainer
+
+        container = RedisContainer(self.image, password=self.password)
+        container.with_command(self.command())
+        # Bound to loopback only, on a port chosen here (testcontainers' with_bind_ports
+        # takes no host address; docker-py's (ip, port) form does).
+        container.ports[f"{CONTAINER_PORT}/tcp"] = ("127.0.0.1", self.port)
+        container.with_kwargs(labels=dict(self.labels))
+        container.waiting_for(
+            PingWaitStrategy()
+            .with_poll_interval(READY_POLL_S)
+            .with_startup_timeout(int(READY_TIMEOUT_S))
+        )
         try:
             container.start()
-        except Exception as exc:  # docker.errors.* and testcontainers' own errors
+        except Exception as exc:  # docker.errors.*, testcontainers' and redis' errors
+            with contextlib.suppress(Exception):
+                container.stop()
             raise RedisServerError(
-                f"could not start a Redis container from image {self.image!r} ({exc}); "
-                "build one offline with docker/build-redis-image.sh and set STACK_REDIS_IMAGE, "
-                "or set STACK_REDIS_BACKEND=local"
+                f"could not start a Redis container from image {self.image!r} on port "
+                f"{self.port} ({exc}); build one offline with docker/build-redis-image.sh "
+                "and set STACK_REDIS_IMAGE, or set STACK_REDIS_BACKEND=local"
             ) from exc
         self.container = container
+
+    def _restart_container(self) -> None:
+        docker_container = self._docker()
+        docker_container.reload()
+        if docker_container.status != "running":
+            try:
+                docker_container.start()
+            except Exception as exc:
+                raise RedisServerError(
+                    f"could not restart the Redis container {docker_container.short_id} "
+                    f"on port {self.port} ({exc})"
+                ) from exc
         wait_until_ready(self.url)
 
     def _docker(self) -> Any:
         return self.container.get_wrapped_container()
 
     def stop(self) -> None:
+        """Graceful: `docker stop` sends SIGTERM, Redis flushes its AOF and exits."""
         if self.container is not None:
             self._docker().stop(timeout=int(STOP_TIMEOUT_S))
 
@@ -268,11 +302,15 @@ class ContainerRedisServer:
         self.start()
 
     def kill(self) -> None:
+        """SIGKILL the Redis (the container stays, with its AOF, for ``start()``)."""
         if self.container is not None:
-            self._docker().kill()
+            self._docker().reload()
+            if self._docker().status == "running":
+                self._docker().kill()
 
     def remove(self) -> None:
-        """Delete the container (testcontainers' Ryuk may be off: we clean up ourselves)."""
+        """Delete the container and its data."""
         if self.container is not None:
-            self.container.stop(force=True, delete_volume=True)
+            with contextlib.suppress(Exception):
+                self.container.stop(force=True, delete_volume=True)
             self.container = None
