@@ -26,12 +26,14 @@ def ssl_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def redis_client(settings: Settings, url: str | None = None) -> redis.Redis[bytes]:
+def redis_client(
+    settings: Settings, url: str | None = None, socket_timeout_s: float = SOCKET_TIMEOUT_S
+) -> redis.Redis[bytes]:
     """A client on the broker's Redis (or ``url``), with short timeouts and TLS options."""
     return redis.Redis.from_url(
         url or settings.broker_url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
         health_check_interval=30,
         decode_responses=False,
         password=settings.redis_password.get_secret_value() if settings.redis_password else None,

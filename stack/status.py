@@ -1,0 +1,105 @@
+"""TaskStatus: what happened to a task, in the seed's shape, for the API and the CLI alike.
+
+Celery's states are mapped onto the seed's vocabulary in one table; a task that
+ended in the dead letters is looked up in the dead-letter store (hook below),
+because Celery itself only knows it as FAILURE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+import redis
+from celery import Celery
+from pydantic import BaseModel
+
+from stack.errors import BrokerUnavailable
+from stack.submit import BROKER_ERRORS, redact
+from stack.task import settings_of
+
+StatusName = Literal["pending", "processing", "success", "failure", "retrying", "dead_lettered"]
+
+# Everything that means "Redis did not answer", raw or wrapped by kombu.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, redis.RedisError)
+
+# Celery state -> the seed's status. RECEIVED/STARTED need task_track_started (on).
+STATE_TO_STATUS: dict[str, StatusName] = {
+    "PENDING": "pending",
+    "RECEIVED": "processing",
+    "STARTED": "processing",
+    "RETRY": "retrying",
+    "SUCCESS": "success",
+    "FAILURE": "failure",
+    "REVOKED": "failure",
+    "REJECTED": "failure",
+    "IGNORED": "failure",
+}
+
+
+class TaskStatus(BaseModel):
+    """The seed's shape; ``status`` is one of StatusName."""
+
+    task_id: str
+    status: StatusName
+    result: Any = None
+    error: str | None = None
+
+
+# Dead-letter hook: given the app and a task id, return the error text of its
+# dead-letter record, or None when the task was not dead-lettered. The
+# reliability kit (stack.deadletter) plugs its store lookup in here.
+DeadLetterLookup = Callable[[Celery, str], str | None]
+
+
+def _no_dead_letters(app: Celery, task_id: str) -> str | None:
+    return None
+
+
+dead_letter_lookup: DeadLetterLookup = _no_dead_letters
+
+
+def status_of_state(state: str) -> StatusName:
+    """The seed's status for a Celery state (unknown custom states count as processing)."""
+    return STATE_TO_STATUS.get(state.upper(), "processing")
+
+
+def describe_error(info: Any) -> str | None:
+    """An exception stored by the result backend as ``Type: message``."""
+    if info is None:
+        return None
+    if isinstance(info, BaseException):
+        message = str(info)
+        name = type(info).__name__
+        return f"{name}: {message}" if message else name
+    return str(info)
+
+
+def build_status(task_id: str, state: str, info: Any, dead_letter_error: str | None) -> TaskStatus:
+    """Pure mapping from what the backend stored to the seed's shape."""
+    if dead_letter_error is not None:
+        return TaskStatus(task_id=task_id, status="dead_lettered", error=dead_letter_error)
+    status = status_of_state(state)
+    if status == "success":
+        return TaskStatus(task_id=task_id, status=status, result=info)
+    if status in ("failure", "retrying"):
+        return TaskStatus(task_id=task_id, status=status, error=describe_error(info))
+    return TaskStatus(task_id=task_id, status=status)
+
+
+def task_status(app: Celery, task_id: str) -> TaskStatus:
+    """Read a task's status from the result backend (and the dead-letter store).
+
+    An id Celery never saw is ``pending``, as in Celery: the backend cannot tell
+    "queued" from "unknown". Raises BrokerUnavailable when Redis does not answer.
+    """
+    try:
+        dead = dead_letter_lookup(app, task_id)
+        meta = app.backend.get_task_meta(task_id, cache=False)  # one read: state, info agree
+    except REDIS_ERRORS as exc:
+        backend = redact(settings_of(app).result_backend)
+        raise BrokerUnavailable(
+            f"Redis at {backend} did not answer the status query ({exc}); is it running? "
+            "Check REDIS_URL / CELERY_RESULT_BACKEND"
+        ) from exc
+    return build_status(task_id, str(meta["status"]), meta.get("result"), dead)
