@@ -1,0 +1,47 @@
+import pytest
+from fastapi.testclient import TestClient
+
+from stack.api import create_app
+from stack.connection import redis_client
+
+pytestmark = pytest.mark.integration
+
+KEY = "k3y-that-is-long-enough-for-production"
+
+
+@pytest.fixture
+def stack_settings_overrides():
+    return {"STACK_API_KEY": KEY, "STACK_MAX_BODY_BYTES": "2048"}
+
+
+@pytest.fixture
+def client(stack_app, stack_settings):
+    with TestClient(create_app(stack_settings, stack_app)) as client:
+        yield client
+
+
+def test_posting_a_task_without_the_key_is_401_and_queues_nothing(client, stack_settings):
+    response = client.post("/tasks", json={"name": "diagnostics.echo", "args": [1]})
+    assert response.status_code == 401
+    assert redis_client(stack_settings).dbsize() == 0
+
+
+def test_posting_a_task_with_the_key_is_202(client):
+    response = client.post(
+        "/tasks", json={"name": "diagnostics.echo", "args": [1]}, headers={"X-API-Key": KEY}
+    )
+    assert response.status_code == 202
+    assert response.json()["task_id"]
+
+
+def test_a_task_body_above_the_ceiling_is_413(client):
+    response = client.post(
+        "/tasks",
+        json={"name": "diagnostics.echo", "args": ["x" * 4096]},
+        headers={"X-API-Key": KEY},
+    )
+    assert response.status_code == 413
+
+
+def test_status_reads_need_no_key(client):
+    assert client.get("/task-status/nope").status_code == 200
