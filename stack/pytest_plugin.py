@@ -1,65 +1,153 @@
 """pytest fixtures for a real Celery stack: Redis, the app bound to it, real workers.
 
 Installed through the ``pytest11`` entry point, so any project that installs
-celery-stack has them. Every fixture can be overridden by one of the same name.
+celery-stack has them. Each fixture can be overridden piece by piece by one of
+the same name in a conftest.py:
+
+- ``stack_backend_choice`` (session): which Redis backend runs, decided once.
+- ``stack_redis`` (session): a running Redis (one per xdist worker).
+- ``stack_base_settings`` (session): settings from the environment and ini.
+- ``stack_settings_overrides``: ``{ENV_VAR: value}`` applied on top, per test.
+- ``stack_settings``: the settings tests and workers use (test Redis, fast retries).
+- ``stack_app``: the app under test bound to the test Redis, on an empty database.
+- ``stack_worker``: factory of real worker subprocesses, stopped after the test.
+
+This module is an edge: it reads os.environ (settings, testcontainers knobs).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Callable, Generator, Iterator, Sequence
+import sys
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery import Celery
+from pydantic import AliasChoices
 
-from stack import queues
-from stack.celery_app import load_app
+from stack.celery_app import REFERENCE_APP, load_app
 from stack.connection import redis_client
-from stack.redis_server import ContainerRedisServer, LocalRedisServer, RedisServer
+from stack.errors import SettingsError
+from stack.queues import QUEUES, queue_name
+from stack.redis_backend import (
+    BackendChoice,
+    choose_backend,
+    make_redis_server,
+    use_testcontainers_defaults,
+)
+from stack.redis_server import RedisServer
 from stack.settings import Settings, settings_env
 from stack.worker import WorkerProcess
 
 TEST_RETRY_DELAYS = "0.2,0.4,0.6"  # the seeds' minutes, shrunk: tests never wait minutes
-TEST_VISIBILITY_TIMEOUT_S = "30"
+TEST_VISIBILITY_TIMEOUT_S = "30"  # above every test retry delay, short enough to recover in tests
+WORKER_LOG_LINES = 200  # of each worker's log, attached to a failed test's report
+INI_CELERY_APP = "stack_celery_app"
+WORKERINPUT_CHOICE = "stack_redis_backend"  # how the xdist controller hands its choice over
+
+WorkerFactory = Callable[..., WorkerProcess]
+
+_CHOICE = pytest.StashKey[BackendChoice]()
+_WORKERS = pytest.StashKey[list[WorkerProcess]]()
 
 
-def docker_engine_answers() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        client.ping()
-        client.close()
-        return True
-    except Exception:
-        return False
+# ---------------------------------------------------------------- hooks
 
 
-def make_redis_server(settings: Settings, data_dir: Path) -> RedisServer:
-    """The Redis backend the settings ask for (auto: a container where Docker answers)."""
-    backend = settings.redis_backend
-    if backend == "auto":
-        backend = "docker" if docker_engine_answers() else "local"
-    if backend == "docker":
-        return ContainerRedisServer(image=settings.redis_image, fsync="always")
-    return LocalRedisServer(data_dir=data_dir, fsync="always")
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        INI_CELERY_APP,
+        "module:attr of the Celery app the stack_* fixtures test (STACK_CELERY_APP wins)",
+        default="",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # testcontainers reads its knobs from the environment: set our defaults once,
+    # before it is first imported; values the user exported win.
+    use_testcontainers_defaults(os.environ)
+
+
+def base_settings(config: pytest.Config) -> Settings:
+    """Settings from the environment; the ini option names the app unless the env does."""
+    app = str(config.getini(INI_CELERY_APP) or "")
+    if app and "STACK_CELERY_APP" not in os.environ:
+        return Settings.load(STACK_CELERY_APP=app)
+    return Settings.load()
+
+
+def backend_choice(config: pytest.Config) -> BackendChoice:
+    """The Redis backend of this run, computed once (an xdist worker gets the controller's)."""
+    if _CHOICE not in config.stash:
+        shipped = getattr(config, "workerinput", {}).get(WORKERINPUT_CHOICE)
+        if shipped is not None:
+            choice = BackendChoice.from_dict(shipped)
+        else:
+            try:
+                choice = choose_backend(base_settings(config))
+            except SettingsError as exc:
+                choice = BackendChoice("local", "invalid settings", error=str(exc))
+        config.stash[_CHOICE] = choice
+    return config.stash[_CHOICE]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker uses the backend the controller reported."""
+    node.workerinput[WORKERINPUT_CHOICE] = backend_choice(node.config).as_dict()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"celery-stack: {backend_choice(config).describe()}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the logs of the workers a failed test started to its report."""
+    report = yield
+    if report.failed:
+        for worker in item.stash.get(_WORKERS, []):
+            report.sections.append(
+                (f"worker {worker.hostname} log", worker.log_tail(WORKER_LOG_LINES))
+            )
+    return report
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def xdist_worker_id(config: pytest.Config) -> str:
+    """``gw0``, ``gw1``... under pytest-xdist, ``master`` otherwise (xdist not required)."""
+    return str(getattr(config, "workerinput", {}).get("workerid", "master"))
 
 
 @pytest.fixture(scope="session")
-def stack_base_settings() -> Settings:
+def stack_backend_choice(pytestconfig: pytest.Config) -> BackendChoice:
+    """Which Redis backend runs (see the session header)."""
+    return backend_choice(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def stack_base_settings(pytestconfig: pytest.Config) -> Settings:
     """Settings from the environment, before the harness binds them to its Redis."""
-    return Settings.load()
+    return base_settings(pytestconfig)
 
 
 @pytest.fixture(scope="session")
 def stack_redis(
-    stack_base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    stack_backend_choice: BackendChoice, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RedisServer]:
-    """A running Redis for this session (one per xdist worker): url, stop/start/restart/kill."""
-    server = make_redis_server(stack_base_settings, tmp_path_factory.mktemp("redis"))
+    """A running Redis for this session (one per xdist worker): url, stop/start/restart/kill.
+
+    A backend forced by STACK_REDIS_BACKEND that cannot run makes every test using it
+    error out: never a silent fallback.
+    """
+    server = make_redis_server(stack_backend_choice, tmp_path_factory.mktemp("redis"))
     server.start()
     try:
         yield server
@@ -82,9 +170,10 @@ def stack_settings(
     stack_redis: RedisServer,
     stack_base_settings: Settings,
     stack_settings_overrides: dict[str, Any],
-    worker_id: str,
+    pytestconfig: pytest.Config,
 ) -> Settings:
     """Test settings: bound to the test Redis, test-speed retries, per-xdist-worker names."""
+    worker_id = xdist_worker_id(pytestconfig)
     env = {
         **settings_env(stack_base_settings),
         "REDIS_URL": stack_redis.url,
@@ -102,78 +191,95 @@ def stack_settings(
 @pytest.fixture
 def stack_app(stack_settings: Settings, stack_redis: RedisServer) -> Iterator[Celery]:
     """The app under test bound to the test Redis, on an empty database."""
-    stack_redis.start()  # a test before may have stopped or killed it
+    stack_redis.start()  # a test before may have stopped or killed it; no-op when running
     client = redis_client(stack_settings)
-    client.flushdb()
-    client.close()
+    try:
+        client.flushdb()
+    finally:
+        client.close()
     app = load_app(stack_settings)
     yield app
     app.close()
 
 
-WorkerFactory = Callable[..., WorkerProcess]
+@pytest.fixture(scope="session")
+def stack_worker_env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty env file: workers take every setting from their environment, not ./.env."""
+    path = tmp_path_factory.mktemp("stack-env") / "empty.env"
+    path.touch()
+    return path
+
+
+def worker_environ(
+    settings: Settings, env_file: Path, environ: Mapping[str, str], path: Sequence[str]
+) -> dict[str, str]:
+    """A worker's whole environment: ours minus every settings variable, plus ``settings``.
+
+    Dropping the variables first matters: a CELERY_BROKER_URL exported in the shell
+    would otherwise point the worker away from the test Redis. PYTHONPATH carries
+    this process's sys.path, so the worker imports the user's app module as we did.
+    """
+    child = {k: v for k, v in environ.items() if k.upper() not in _settings_variables()}
+    child.update(settings_env(settings))
+    child["STACK_ENV_FILE"] = str(env_file)
+    child["PYTHONPATH"] = os.pathsep.join(p for p in path if p and Path(p).is_dir())
+    return child
+
+
+def _settings_variables() -> set[str]:
+    names = {"STACK_ENV_FILE"}
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+    return names
+
+
+def physical_queues(settings: Settings, names: Sequence[str] | None) -> list[str] | None:
+    """Queues a worker consumes: the reference app's logical names get the per-worker
+    prefix; a user app's queue names are its own (None: the app's defaults)."""
+    if settings.celery_app != REFERENCE_APP:
+        return list(names) if names else None
+    return [queue_name(settings, name) for name in (names or QUEUES)]
 
 
 @pytest.fixture
 def stack_worker(
-    stack_app: Celery, stack_settings: Settings, request: pytest.FixtureRequest
+    stack_app: Celery,
+    stack_settings: Settings,
+    stack_worker_env_file: Path,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> Iterator[WorkerFactory]:
-    """Start real worker subprocesses: ``stack_worker(queues=..., concurrency=..., pool=...)``."""
+    """Start real worker subprocesses: ``stack_worker(queues=..., concurrency=..., pool=...)``.
+
+    Every worker is stopped after the test; a failed test's report carries their logs.
+    """
     started: list[WorkerProcess] = []
+    request.node.stash[_WORKERS] = started
+    env = worker_environ(stack_settings, stack_worker_env_file, os.environ, sys.path)
 
     def start(
-        queues_: Sequence[str] | None = None,
+        queues: Sequence[str] | None = None,
         concurrency: int = 1,
         pool: str = "prefork",
         extra_args: Sequence[str] = (),
         wait: bool = True,
-        **kwargs: Any,
     ) -> WorkerProcess:
-        logical = kwargs.pop("queues", None) or queues_ or queues.QUEUES
+        physical = physical_queues(stack_settings, queues)
         worker = WorkerProcess(
             app=stack_app,
-            env=settings_env(stack_settings),
-            queues=[queues.queue_name(stack_settings, q) for q in logical],
+            env=env,
+            inherit_env=False,
+            queues=physical or [],
             concurrency=concurrency,
             pool=pool,
             extra_args=extra_args,
-            log_path=Path(tempfile.mkstemp(prefix="stack-worker-", suffix=".log")[1]),
+            log_path=tmp_path / f"worker-{len(started) + 1}.log",
         )
         started.append(worker)
         return worker.start(wait=wait)
 
     yield start
     for worker in started:
-        worker.stop()
-    request.node.stash[_WORKERS] = started
-
-
-_WORKERS = pytest.StashKey[list[WorkerProcess]]()
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Attach the logs of the workers a failed test started to its report."""
-    report = yield
-    if report.when == "teardown":
-        workers = item.stash.get(_WORKERS, [])
-        failed = any(getattr(r, "failed", False) for r in item.stash.get(_REPORTS, []))
-        if failed or report.failed:
-            for worker in workers:
-                report.sections.append((f"worker {worker.hostname} log", worker.log_tail(200)))
-        for worker in workers:
-            worker.log_path.unlink(missing_ok=True)
-    else:
-        item.stash.setdefault(_REPORTS, []).append(report)
-    return report
-
-
-_REPORTS = pytest.StashKey[list[Any]]()
-
-
-def pytest_report_header(config: pytest.Config) -> str:
-    backend = os.environ.get("STACK_REDIS_BACKEND", "auto")
-    image = os.environ.get("STACK_REDIS_IMAGE", "redis:7")
-    return f"celery-stack: Redis backend {backend} (image {image})"
+        worker.stop(warm=False)

@@ -41,6 +41,7 @@ class WorkerProcess:
     pool: str = "prefork"
     app_path: str = "stack.celery_app"
     extra_args: Sequence[str] = ()
+    inherit_env: bool = True  # False: ``env`` is the child's whole environment
     hostname: str = field(
         default_factory=lambda: f"stack-worker-{os.getpid()}-{next(_names)}@127.0.0.1"
     )
@@ -59,8 +60,7 @@ class WorkerProcess:
             "worker",
             "--hostname",
             self.hostname,
-            "--queues",
-            ",".join(self.queues),
+            *(("--queues", ",".join(self.queues)) if self.queues else ()),  # none: the app's
             "--concurrency",
             str(self.concurrency),
             "--pool",
@@ -78,7 +78,8 @@ class WorkerProcess:
         return self.process.pid
 
     def start(self, wait: bool = True) -> WorkerProcess:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        base = dict(os.environ) if self.inherit_env else {}
+        env = {**base, **self.env, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.command(),
@@ -111,14 +112,24 @@ class WorkerProcess:
 
     def children(self) -> list[int]:
         """Pids of the pool's child processes."""
+        return [child.pid for child in self._child_processes()]
+
+    def _child_processes(self) -> list[psutil.Process]:
+        if self.process is None:
+            return []
         try:
-            return [child.pid for child in psutil.Process(self.pid).children()]
+            return psutil.Process(self.pid).children()
         except psutil.NoSuchProcess:
             return []
 
     def kill(self) -> None:
-        """SIGKILL the whole node: its unacked tasks wait for the visibility timeout."""
+        """SIGKILL the whole node, pool children included, as a lost machine would.
+
+        Its unacked tasks stay in Redis until the visibility timeout re-delivers them.
+        """
+        children = self._child_processes()
         self._signal(signal.SIGKILL)
+        _kill_all(children)
         self.wait()
 
     def kill_child(self) -> int:
@@ -142,21 +153,20 @@ class WorkerProcess:
             return 0
         return self.process.wait(timeout_s)
 
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Warm shutdown, then SIGKILL the node and its children if it overstays."""
-        if not self.alive:
-            return
-        children = self.children()
-        self.terminate()
-        try:
-            self.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S, warm: bool = True) -> None:
+        """Warm (or cold) shutdown, then SIGKILL the node and its children if it overstays."""
+        children = self._child_processes()
+        if self.alive:
+            self._signal(signal.SIGTERM if warm else signal.SIGQUIT)
+            try:
+                self.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.wait()
+        _kill_all(children)
 
     def _signal(self, signum: int) -> None:
+        """Signal the node's main process only (Celery relays to its pool as it sees fit)."""
         if self.alive and self.process is not None:
             self.process.send_signal(signum)
 
@@ -168,3 +178,10 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def _kill_all(processes: Sequence[psutil.Process]) -> None:
+    """SIGKILL what is left of ``processes`` (psutil refuses a pid reused since)."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
