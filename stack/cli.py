@@ -64,9 +64,61 @@ def _add_submit(sub: Any) -> None:
     p.set_defaults(handler=cmd_submit)
 
 
+# --- up / redis -------------------------------------------------------------------
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from stack.launcher import run
+
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
+    return run(
+        settings,
+        procfile=Path(args.procfile),
+        profile=args.profile,
+        only=only,
+        environ=os.environ,
+        as_json=args.json,
+        colour=not args.no_color,
+    )
+
+
+def _add_up(sub: Any) -> None:
+    p = sub.add_parser("up", help="start the dev stack from the Procfile, gated on readiness")
+    p.add_argument("--procfile", default="Procfile", help="the Procfile to run")
+    p.add_argument(
+        "--profile", default=None, choices=["dev", "production"], help="default: STACK_PROFILE"
+    )
+    p.add_argument("--only", default=None, help="comma-separated Procfile names to run")
+    p.add_argument(
+        "--json", action="store_true", help="print the ready table as one JSON line (logs: stderr)"
+    )
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours in the logs")
+    p.set_defaults(handler=cmd_up)
+
+
+def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from stack.services import redis_foreground_command
+
+    command = redis_foreground_command(settings)
+    os.execv(command[0], command)  # redis-server takes our pid: signals reach it directly
+    return 1  # pragma: no cover - execv does not return
+
+
+def _add_redis(sub: Any) -> None:
+    p = sub.add_parser(
+        "redis", help="run Redis in the foreground on REDIS_URL's port, AOF in STACK_DATA_DIR"
+    )
+    p.set_defaults(handler=cmd_redis)
+
+
 # --- parser ---------------------------------------------------------------------
 
-SUBCOMMANDS = [_add_submit]
+SUBCOMMANDS = [_add_submit, _add_up, _add_redis]
 
 
 def build_parser() -> argparse.ArgumentParser:

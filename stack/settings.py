@@ -119,6 +119,8 @@ class Settings(BaseSettings):
         None, ge=1, validation_alias=_env("STACK_WORKER_MAX_MEMORY_PER_CHILD")
     )
     shutdown_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("STACK_SHUTDOWN_TIMEOUT"))
+    # `celery-stack up`: seconds each service may take to become ready (loaded CI is slow).
+    ready_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("STACK_READY_TIMEOUT"))
     task_events: bool = Field(True, validation_alias=_env("STACK_TASK_EVENTS"))
 
     # Security.

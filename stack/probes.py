@@ -1,0 +1,176 @@
+"""Probes: the one question `up` asks of each service, "are you ready yet?".
+
+A probe is a small object with ``check() -> bool`` that never raises and never
+blocks for more than about a second; ``problem`` keeps the last reason it said
+no, so a timeout message says what was still missing. The launcher polls them
+and the start-up benchmark polls the same ones from outside honcho.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from stack.settings import Settings
+
+PROBE_TIMEOUT_S = 1.0  # a probe is re-run every tick: keep each one short
+WORKER_PING_TIMEOUT_S = 0.25  # a miss costs this long; a ready worker answers in ms
+GRACE_S = 0.5  # a service without a probe is "ready" once it stayed up this long
+
+
+class Probe(Protocol):
+    """What the launcher needs of a readiness probe."""
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def problem(self) -> str: ...
+
+    def check(self) -> bool: ...
+
+
+@dataclass
+class RedisPing:
+    """Redis answers PING (with the password the settings give)."""
+
+    settings: Settings
+    problem: str = "not checked yet"
+
+    @property
+    def description(self) -> str:
+        from stack.submit import redact
+
+        return f"PING {redact(self.settings.broker_url)}"
+
+    def check(self) -> bool:
+        import redis
+
+        from stack.connection import redis_client
+
+        client = redis_client(self.settings, socket_timeout_s=PROBE_TIMEOUT_S)
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError) as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
+            return False
+        finally:
+            client.close()
+
+
+@dataclass
+class HttpOk:
+    """An HTTP GET answers 200."""
+
+    url: str
+    problem: str = "not checked yet"
+
+    @property
+    def description(self) -> str:
+        return f"GET {self.url} answering 200"
+
+    def check(self) -> bool:
+        import httpx
+
+        try:
+            response = httpx.get(self.url, timeout=PROBE_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
+            return False
+        if response.status_code != 200:
+            self.problem = f"HTTP {response.status_code}"
+            return False
+        return True
+
+
+@dataclass
+class WorkerPing:
+    """The worker with this hostname answers a Celery ping: it consumes, not just lives."""
+
+    settings: Settings
+    hostname: str
+    problem: str = "not checked yet"
+    _app: Celery | None = field(default=None, init=False, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"celery ping to {self.hostname}"
+
+    def check(self) -> bool:
+        if self._app is None:
+            from stack.celery_app import load_app
+
+            self._app = load_app(self.settings)  # ~0.4 s of imports: done off the main thread
+        try:
+            replies = self._app.control.ping(
+                destination=[self.hostname], timeout=WORKER_PING_TIMEOUT_S
+            )
+        except Exception as exc:  # kombu/redis errors while Redis or the worker is starting
+            self.problem = f"{type(exc).__name__}: {exc}"
+            return False
+        if any(self.hostname in reply for reply in replies or []):
+            return True
+        self.problem = f"no ping reply from {self.hostname} yet"
+        return False
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+@dataclass
+class FileWritten:
+    """A file matching ``pattern`` in ``directory`` was written after ``since`` (epoch s).
+
+    Beat has no port: it is up once it opened and synced its schedule database
+    (whose suffix depends on the dbm module, hence the pattern).
+    """
+
+    directory: Path
+    pattern: str
+    since: float = field(default_factory=time.time)
+    problem: str = "not checked yet"
+
+    @property
+    def description(self) -> str:
+        return f"{self.directory / self.pattern} written"
+
+    def check(self) -> bool:
+        # mtime granularity can round down: allow one second of slack.
+        for path in self.directory.glob(self.pattern):
+            try:
+                if path.stat().st_mtime >= self.since - 1.0:
+                    return True
+            except FileNotFoundError:
+                continue
+        self.problem = f"no {self.pattern} in {self.directory} written since start"
+        return False
+
+
+@dataclass
+class StayedUp:
+    """No probe of its own: ready once the process stayed up ``grace_s`` seconds."""
+
+    grace_s: float = GRACE_S
+    clock: Callable[[], float] = time.monotonic
+    problem: str = "not checked yet"
+    _first: float | None = field(default=None, init=False, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"process alive for {self.grace_s:g} s"
+
+    def check(self) -> bool:
+        now = self.clock()
+        if self._first is None:
+            self._first = now
+        if now - self._first >= self.grace_s:
+            return True
+        self.problem = "just started"
+        return False
