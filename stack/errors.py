@@ -67,3 +67,11 @@ class RedisServerError(StackError):
 
 class InsecureSettings(SettingsError):
     """The production profile found missing or unsafe settings; the message lists each one."""
+
+
+class ProfileError(StackError):
+    """A load profile is unknown or malformed; the message names the file and the field."""
+
+
+class LoadTestFailed(StackError):
+    """A load test could not run or produced no verdict (not a crossed gate: that is exit 1)."""
