@@ -11,10 +11,8 @@ Gates (``--max-p95-ms`` ...) are judged when Locust quits and set its exit
 code. This file is an edge: it reads the settings from the environment.
 
 Gevent: Locust monkey-patches the process, so redis-py and kombu sockets yield
-to the hub. Results are never awaited with ``AsyncResult.get()`` (its result
-consumer is thread-based): one greenlet per process listens to the result
-backend's pub/sub (Celery publishes every stored result on its key) and wakes
-the user waiting for that id.
+to the hub; Celery results are awaited through ``ResultWatcher`` (pub/sub, one
+greenlet), never ``AsyncResult.get()``.
 """
 
 from __future__ import annotations
@@ -23,15 +21,13 @@ import json
 import logging
 import random
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gevent
 import redis
-from celery import Celery, states
-from gevent.event import Event
+from celery import Celery
 from locust import FastHttpUser, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -42,6 +38,7 @@ from stack.errors import StackError
 from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog, queue_depths
 from stack.loadtest.gates import E2E, ENQUEUE, Gates, Verdict, evaluate, measure, summary_rows
 from stack.loadtest.profiles import DEFAULT_PROFILE, LoadProfile, TaskMix, load_profile
+from stack.loadtest.watcher import ResultWatcher, TaskFailed
 from stack.settings import Settings
 from stack.submit import submit
 
@@ -49,16 +46,9 @@ __all__ = ["ApiTaskUser", "CeleryTaskUser"]
 
 log = logging.getLogger("celery-stack.load")
 
-RECENT_RESULTS = 10_000  # results seen before their submitter registered (a race under load)
-RECHECK_AFTER_S = 1.0  # a pending id older than this is also looked up directly (lost pub/sub)
-WATCH_TICK_S = 0.5  # how often timeouts and lost results are swept
 POLL_BACKOFF = 1.5  # HTTP status polls slow down by this factor ...
 POLL_MAX_S = 0.5  # ... up to this interval, so polling never dominates the API's load
 TERMINAL_HTTP = {"success": True, "failure": False, "dead_lettered": False}
-
-
-class TaskFailed(Exception):
-    """A task ended in failure, or no result came in time (an E2E failure in Locust)."""
 
 
 # --- command line: gates and profile, also settable by environment variables ----------
@@ -97,112 +87,6 @@ def _add_arguments(parser: Any) -> None:
 
 
 # --- the run's shared state --------------------------------------------------------
-
-
-@dataclass
-class Pending:
-    name: str
-    started: float  # time.perf_counter() before submit
-    done: Event = field(default_factory=Event)
-
-
-class ResultWatcher:
-    """Times every submitted task until its result is stored; fires the E2E request event."""
-
-    def __init__(self, environment: Environment, app: Celery, settings: Settings) -> None:
-        self.environment = environment
-        self.backend = app.backend
-        prefix = self.backend.task_keyprefix
-        self.prefix = prefix if isinstance(prefix, bytes) else prefix.encode()
-        self.client = redis_client(settings, url=settings.result_backend)
-        self.timeout_s = 0.0
-        self.pending: dict[str, Pending] = {}
-        self.recent: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
-        self.greenlets: list[gevent.Greenlet] = []
-
-    def start(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.greenlets = [gevent.spawn(self._listen), gevent.spawn(self._sweep)]
-
-    def stop(self) -> None:
-        gevent.killall(self.greenlets, block=True, timeout=2)
-        self.greenlets = []
-
-    def track(self, task_id: str, name: str, started: float) -> Event:
-        """Start waiting for ``task_id`` (already published); the event is set when it ends."""
-        pending = Pending(name, started)
-        seen = self.recent.pop(task_id, None)
-        if seen is not None:
-            self._finish(pending, seen[0], seen[1])
-        else:
-            self.pending[task_id] = pending
-        return pending.done
-
-    def _finish(self, pending: Pending, ended: float, error: str | None) -> None:
-        self.environment.events.request.fire(
-            request_type=E2E,
-            name=pending.name,
-            response_time=(ended - pending.started) * 1000,
-            response_length=0,
-            exception=TaskFailed(error) if error is not None else None,
-            context={},
-        )
-        pending.done.set()
-
-    def _outcome(self, task_id: str, payload: bytes, ended: float) -> None:
-        """A stored result: finish its waiter, or remember it for a submitter not yet tracking."""
-        try:
-            meta = self.backend.decode_result(payload)
-        except Exception:  # another app's payload on the same Redis: not ours to judge
-            return
-        state = meta.get("status")
-        if state not in states.READY_STATES:
-            return  # STARTED, RETRY: keep waiting
-        error = None if state == states.SUCCESS else f"{state}: {meta.get('result')!r}"[:200]
-        pending = self.pending.pop(task_id, None)
-        if pending is not None:
-            self._finish(pending, ended, error)
-        else:
-            self.recent[task_id] = (ended, error)
-            while len(self.recent) > RECENT_RESULTS:
-                self.recent.popitem(last=False)
-
-    def _listen(self) -> None:
-        """Celery's Redis backend publishes each stored result on its key: follow them all."""
-        while True:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-            try:
-                pubsub.psubscribe(self.prefix + b"*")
-                while True:
-                    message = pubsub.get_message(timeout=1.0)
-                    if message is not None and message["type"] == "pmessage":
-                        task_id = message["channel"][len(self.prefix) :].decode()
-                        self._outcome(task_id, message["data"], time.perf_counter())
-            except redis.RedisError as exc:
-                log.warning("result watcher lost Redis (%s); resubscribing", exc)
-                gevent.sleep(1.0)
-            finally:
-                pubsub.close()
-
-    def _sweep(self) -> None:
-        """Time out tasks with no result, and look up results whose message was lost."""
-        while True:
-            gevent.sleep(WATCH_TICK_S)
-            now = time.perf_counter()
-            for task_id, pending in list(self.pending.items()):
-                if now - pending.started > self.timeout_s:
-                    del self.pending[task_id]
-                    self._finish(pending, now, f"no result within {self.timeout_s:g} s")
-            stale = [t for t, p in self.pending.items() if now - p.started > RECHECK_AFTER_S]
-            if not stale:
-                continue
-            try:
-                payloads = self.client.mget([self.backend.get_key_for_task(t) for t in stale])
-            except redis.RedisError:
-                continue
-            for task_id, payload in zip(stale, payloads, strict=True):
-                if payload is not None and task_id in self.pending:
-                    self._outcome(task_id, payload, time.perf_counter())
 
 
 @dataclass
@@ -265,7 +149,7 @@ def _prepare(environment: Environment) -> None:
                 f"{', '.join(unknown)}; pick another profile (e.g. the built-in diagnostics) "
                 "or set STACK_CELERY_APP to the app that defines them"
             )
-        run.watcher = ResultWatcher(environment, run.app, settings)
+        run.watcher = ResultWatcher(environment.events.request.fire, run.app, settings)
 
 
 @events.test_start.add_listener
