@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from stack import api_reliability
 from stack.errors import (
     BrokerUnavailable,
     DeadLetterNotFound,
@@ -183,5 +184,6 @@ def create_app(settings: Settings | None = None, app: Celery | None = None) -> F
     api.add_exception_handler(redis.RedisError, _redis_error)
     api.add_exception_handler(kombu.exceptions.OperationalError, _redis_error)
     api.include_router(router)
+    api.include_router(api_reliability.router)  # GET /queues, /dead-letters...
     install_security(api, settings)  # X-API-Key on state changes, body ceiling
     return api

@@ -18,7 +18,7 @@ from stack.connection import ssl_options
 from stack.errors import SettingsError
 from stack.queues import DEFAULT_PRIORITY, PRIORITY_STEPS, QUEUES
 from stack.settings import Settings
-from stack.task import bind_settings
+from stack.task import bind_settings, validate_tasks
 
 REFERENCE_APP = "stack.celery_app:app"
 TASK_MODULES = ["stack.tasks.diagnostics"]
@@ -141,6 +141,7 @@ def create_celery_app(settings: Settings) -> Celery:
     bind_settings(app, settings)
     app.conf.include = list(TASK_MODULES)
     app.loader.import_default_modules()
+    validate_tasks(app)
     return app
 
 
@@ -151,6 +152,7 @@ def rebind_app(app: Celery, settings: Settings) -> Celery:
     importlib.import_module(DIAGNOSTICS_MODULE)
     app.loader.import_default_modules()
     app.finalize(auto=True)
+    validate_tasks(app)
     return app
 
 

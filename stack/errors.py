@@ -75,3 +75,7 @@ class ProfileError(StackError):
 
 class LoadTestFailed(StackError):
     """A load test could not run or produced no verdict (not a crossed gate: that is exit 1)."""
+
+
+class RedeliveryLimitExceeded(StackError):
+    """A task's worker died under it more than STACK_MAX_REDELIVERIES times: dead-lettered."""

@@ -9,16 +9,20 @@ every unmarked task critical; we default to ``normal`` instead.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stack.errors import UnknownQueue
 from stack.settings import Settings
+
+if TYPE_CHECKING:
+    import redis
 
 QUEUES = ("default", "file_processing", "query_processing", "maintenance")
 DEFAULT_QUEUE = "default"
 
 PRIORITY_STEPS = [0, 3, 6, 9]  # kombu's Redis priority lists, one per level
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's separator between queue name and step
+UNACKED_KEY = "unacked"  # kombu's hash of delivered, not yet acked messages (ETA ones too)
 
 
 class Priority(int, Enum):
@@ -91,3 +95,23 @@ def route_for(settings: Settings, task_name: str) -> str:
         if task_name.startswith(pattern.rstrip("*")):
             return queue
     return DEFAULT_QUEUE
+
+
+def queue_depths(client: redis.Redis[bytes], settings: Settings) -> dict[str, int]:
+    """Messages waiting in each logical queue, summed over its priority lists (one round trip).
+
+    A plain LLEN of the queue name sees only the ``critical`` list. Messages a
+    worker holds (running, prefetched, waiting for a countdown) are unacked
+    instead: see :func:`unacked_count`.
+    """
+    pipe = client.pipeline(transaction=False)
+    for queue in QUEUES:
+        for key in priority_lists(queue_name(settings, queue)):
+            pipe.llen(key)
+    counts = iter(pipe.execute())
+    return {queue: sum(int(next(counts)) for _ in PRIORITY_STEPS) for queue in QUEUES}
+
+
+def unacked_count(client: redis.Redis[bytes]) -> int:
+    """Messages delivered to workers and not yet acked, over the whole Redis database."""
+    return int(client.hlen(UNACKED_KEY))

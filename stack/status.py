@@ -14,9 +14,10 @@ import redis
 from celery import Celery
 from pydantic import BaseModel
 
+from stack.deadletter import dead_letter_error
 from stack.errors import BrokerUnavailable
 from stack.submit import BROKER_ERRORS, redact
-from stack.task import settings_of
+from stack.task import redis_of, settings_of
 
 StatusName = Literal["pending", "processing", "success", "failure", "retrying", "dead_lettered"]
 
@@ -47,16 +48,16 @@ class TaskStatus(BaseModel):
 
 
 # Dead-letter hook: given the app and a task id, return the error text of its
-# dead-letter record, or None when the task was not dead-lettered. The
-# reliability kit (stack.deadletter) plugs its store lookup in here.
+# dead-letter record, or None when the task was not dead-lettered.
 DeadLetterLookup = Callable[[Celery, str], str | None]
 
 
-def _no_dead_letters(app: Celery, task_id: str) -> str | None:
-    return None
+def _dead_letter_store_lookup(app: Celery, task_id: str) -> str | None:
+    """The reliability kit's store (stack.deadletter), on the app's Redis."""
+    return dead_letter_error(redis_of(app), settings_of(app), task_id)
 
 
-dead_letter_lookup: DeadLetterLookup = _no_dead_letters
+dead_letter_lookup: DeadLetterLookup = _dead_letter_store_lookup
 
 
 def status_of_state(state: str) -> StatusName:

@@ -1,25 +1,67 @@
-"""StackTask: the base class of every task in a celery-stack app.
+"""StackTask: the base class of every task in a celery-stack app, and where its life is steered.
 
-It gives tasks their settings and a Redis client, and is where a task's life is
-steered: rate-limit gate, delivery counting, retry or dead letter.
+One delivery of a task goes: global rate-limit gate (over the limit: deferred,
+not failed) -> redelivery cap (its worker died under it too often: dead letter
+without running) -> run -> on error, the RetryPolicy decides: retry on the same
+queue and priority after the scheduled delay, or dead letter (exactly once) and
+re-raise so Celery records FAILURE. A hard time limit kills the pool child, so
+its dead letter is written by the worker's main process (StackRequest).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any, cast
 
 import redis
 from celery import Celery, Task
+from celery.exceptions import Ignore, Reject, Retry
+from celery.worker import state as worker_state
+from celery.worker.request import Request
 
+from stack import retry, signals
 from stack.connection import redis_client
-from stack.errors import SettingsError
+from stack.deadletter import DeadLetter, DeadLetterStore
+from stack.errors import RedeliveryLimitExceeded, SettingsError
+from stack.queues import Priority
+from stack.ratelimit import Grant, Rate, RateLimiter, rate_for, rate_limits
+from stack.redelivery import RedeliveryCounter
+from stack.retry import RetryPolicy
 from stack.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Message headers the kit carries from one delivery of a task to the next.
+RATE_SLOT_HEADER = "stack_rate_slot"  # the slot (Redis clock, s) a deferred task holds
+FIRST_FAILURE_HEADER = "stack_first_failure_at"  # when attempt 1 failed (epoch s)
+# A deferral longer than this is cut into legs: a message held unacked past the
+# visibility timeout would be re-delivered (and run twice).
+MAX_DEFER_FRACTION = 0.5
+PASS_THROUGH = (Retry, Ignore, Reject)  # Celery's own control flow, never a failure
 
 
 def bind_settings(app: Celery, settings: Settings) -> None:
-    """Attach the settings that tasks, hooks and stores of this app read."""
+    """Attach the settings that tasks, hooks and stores of this app read.
+
+    Settings the kit cannot honour (a retry delay past the visibility timeout,
+    a malformed rate limit) are refused here, at start-up, not at the first failure.
+    """
+    retry.validate(settings)
+    rate_limits(settings)
     app.stack_settings = settings
     app.stack_redis = None
+
+
+def validate_tasks(app: Celery) -> None:
+    """Refuse task-level overrides the broker would break (call once the tasks are imported)."""
+    settings = settings_of(app)
+    for task in app.tasks.values():
+        delays = getattr(task, "retry_delays_s", None)
+        if delays:
+            retry.validate(settings, delays, source=f"retry_delays_s of task {task.name}")
+        if isinstance(task, StackTask):
+            rate_for(settings, task)
 
 
 def settings_of(app: Celery) -> Settings:
@@ -41,10 +83,46 @@ def redis_of(app: Celery) -> redis.Redis[bytes]:
     return cast("redis.Redis[bytes]", client)
 
 
+def dead_letters_of(app: Celery) -> DeadLetterStore:
+    """The dead-letter store of this app's stack (the worker, API and CLI share it)."""
+    return DeadLetterStore(redis_of(app), settings_of(app))
+
+
+def origin(delivery_info: dict[str, Any] | None) -> tuple[str | None, int]:
+    """(physical queue, priority step) a message came from: a retry or deferral goes back there."""
+    info = delivery_info or {}
+    step = info.get("priority")
+    return info.get("routing_key"), Priority.from_step(step).value
+
+
+def logical_queue(settings: Settings, physical: str | None) -> str:
+    """The logical queue name of a physical one (strips STACK_QUEUE_PREFIX)."""
+    if not physical:
+        return "default"
+    return physical.removeprefix(settings.queue_prefix)
+
+
+def carried_headers(headers: dict[str, Any] | None, **updates: Any) -> dict[str, Any]:
+    """The custom headers to republish with: the caller's, minus a stale rate slot."""
+    kept = {k: v for k, v in (headers or {}).items() if k != RATE_SLOT_HEADER}
+    return {**kept, **updates}
+
+
 class StackTask(Task):  # type: ignore[misc]
-    """Base task: settings and Redis at hand."""
+    """Base task: settings and Redis at hand, retries, dead letters, global rate limit.
+
+    A task may override, as class attributes: ``retry_delays_s`` and
+    ``max_retries`` (None: from settings), ``retry_on`` / ``never_retry``
+    (exception classes), ``global_rate_limit`` (e.g. ``"5/s"``; STACK_RATE_LIMITS wins).
+    """
 
     abstract = True
+    Request = "stack.task:StackRequest"
+    max_retries: int | None = None  # None: STACK_MAX_RETRIES, applied by RetryPolicy
+    retry_delays_s: tuple[float, ...] | None = None
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    never_retry: tuple[type[BaseException], ...] = ()
+    global_rate_limit: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -55,4 +133,190 @@ class StackTask(Task):  # type: ignore[misc]
         return redis_of(self.app)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return super().__call__(*args, **kwargs)
+        request = self.request
+        if request.called_directly:  # a plain function call, not a delivery: no lifecycle
+            return super().__call__(*args, **kwargs)
+        settings = self.settings
+        self._rate_gate(request, settings)
+        self._redelivery_cap(request, settings)
+        try:
+            return self.run(*args, **kwargs)
+        except PASS_THROUGH:
+            raise
+        except Exception as exc:
+            self._handle_failure(request, settings, exc)
+            raise
+
+    # --- the gate: global rate limit ------------------------------------------------
+
+    def _rate(self, settings: Settings) -> Rate | None:
+        cached: tuple[Settings, Rate | None] | None = self.__dict__.get("_stack_rate")
+        if cached is None or cached[0] is not settings:
+            cached = (settings, rate_for(settings, self))
+            self.__dict__["_stack_rate"] = cached
+        return cached[1]
+
+    def _rate_gate(self, request: Any, settings: Settings) -> None:
+        rate = self._rate(settings)
+        if rate is None:
+            return
+        reserved = (request.headers or {}).get(RATE_SLOT_HEADER) or request.get(RATE_SLOT_HEADER)
+        grant = RateLimiter(self.redis, settings).acquire(self.name, rate, reserved)
+        if not grant.granted:
+            self._defer(request, settings, grant)
+        request.stack_rate_granted_at = grant.at_s
+
+    def _defer(self, request: Any, settings: Settings, grant: Grant) -> None:
+        """Republish this very task (same id, same retry count) for its slot; ack this copy.
+
+        A countdown message does not hold a prefetch slot (the worker raises its
+        QoS for it), and it stays in Redis's unacked set until it runs: never lost.
+        """
+        wait_s = min(grant.wait_s, settings.visibility_timeout_s * MAX_DEFER_FRACTION)
+        queue, priority = origin(request.delivery_info)
+        headers = carried_headers(request.headers, **{RATE_SLOT_HEADER: grant.at_s})
+        try:
+            self.signature_from_request(
+                request,
+                countdown=wait_s,
+                retries=request.retries,
+                queue=queue,
+                priority=priority,
+                headers=headers,
+            ).apply_async()
+        except Exception as exc:  # could not republish: put the message back instead
+            raise Reject(exc, requeue=True) from exc
+        signals.task_rate_limited.send(sender=self.name, task_id=request.id, wait_s=wait_s)
+        raise Ignore()
+
+    # --- the redelivery cap -----------------------------------------------------------
+
+    def _redelivery_cap(self, request: Any, settings: Settings) -> None:
+        if not (request.delivery_info or {}).get("redelivered"):
+            return
+        seen = RedeliveryCounter(self.redis, settings).record(request.id, request.retries)
+        if seen.count <= settings.max_redeliveries:
+            return
+        exc = RedeliveryLimitExceeded(
+            f"worker lost {seen.count} times while running {self.name}[{request.id}] "
+            f"(STACK_MAX_REDELIVERIES={settings.max_redeliveries}): dead-lettered without running"
+        )
+        self._dead_letter(
+            request,
+            settings,
+            exc,
+            reason=f"worker lost {seen.count} times",
+            attempts=request.retries + seen.count,
+            first_failure_at=seen.first_at,
+        )
+        raise exc
+
+    # --- after a failed run: retry or dead letter ----------------------------------------
+
+    def _handle_failure(self, request: Any, settings: Settings, exc: Exception) -> None:
+        decision = RetryPolicy.from_settings(settings, self).decide(exc, request.retries)
+        headers = request.headers or {}
+        first_failure_at = headers.get(FIRST_FAILURE_HEADER) or time.time()
+        if not decision.retry:
+            self._dead_letter(
+                request,
+                settings,
+                exc,
+                reason=decision.reason,
+                attempts=request.retries + 1,
+                first_failure_at=first_failure_at,
+            )
+            return
+        queue, priority = origin(request.delivery_info)
+        signals.task_retry_scheduled.send(
+            sender=self.name,
+            task_id=request.id,
+            attempt=request.retries + 1,
+            countdown_s=decision.countdown_s,
+            exception=exc,
+        )
+        raise self.retry(
+            exc=exc,
+            countdown=decision.countdown_s,
+            queue=queue,
+            priority=priority,
+            headers=carried_headers(headers, **{FIRST_FAILURE_HEADER: first_failure_at}),
+        )
+
+    def _dead_letter(
+        self,
+        request: Any,
+        settings: Settings,
+        exc: BaseException,
+        reason: str,
+        attempts: int,
+        first_failure_at: float,
+    ) -> None:
+        queue, priority = origin(request.delivery_info)
+        kind, message, trace = DeadLetter.describe(exc)
+        record = DeadLetter(
+            task_id=request.id,
+            name=self.name,
+            args=list(request.args or ()),
+            kwargs=dict(request.kwargs or {}),
+            queue=logical_queue(settings, queue),
+            priority=Priority(priority).label,
+            exception_type=kind,
+            exception_message=message,
+            traceback=trace,
+            reason=reason,
+            attempts=attempts,
+            first_failure_at=float(first_failure_at),
+            last_failure_at=time.time(),
+            worker=request.hostname,
+        )
+        store_dead_letter(self.app, record)
+
+
+def store_dead_letter(app: Celery, record: DeadLetter) -> None:
+    """Add ``record`` (once per task id) and tell the signal's receivers; never raise.
+
+    A dead letter that cannot be written (Redis down) is logged: the task's
+    own failure must still reach Celery.
+    """
+    try:
+        _, created = dead_letters_of(app).add(record)
+    except redis.RedisError:
+        logger.exception("could not store the dead letter of %s[%s]", record.name, record.task_id)
+        return
+    if created:
+        signals.task_dead_lettered.send(sender=record.name, record=record)
+
+
+class StackRequest(Request):  # type: ignore[misc]
+    """The worker's request for a StackTask: dead-letters a task killed by its hard time limit.
+
+    That kill happens in the worker's main process, where ``task.request`` is
+    not the task's context; this request object still knows the delivery.
+    """
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        super().on_timeout(soft, timeout)
+        if soft or worker_state.should_terminate:
+            return
+        app = self.task.app
+        settings = settings_of(app)
+        queue, priority = origin(self.delivery_info)
+        headers = self.request_dict
+        now = time.time()
+        record = DeadLetter(
+            task_id=self.id,
+            name=self.name,
+            args=list(self.args or ()),
+            kwargs=dict(self.kwargs or {}),
+            queue=logical_queue(settings, queue),
+            priority=Priority(priority).label,
+            exception_type="celery.exceptions.TimeLimitExceeded",
+            exception_message=f"hard time limit ({timeout:g} s) exceeded",
+            reason="hard time limit",
+            attempts=int(headers.get("retries") or 0) + 1,
+            first_failure_at=float(headers.get(FIRST_FAILURE_HEADER) or now),
+            last_failure_at=now,
+            worker=self.hostname,
+        )
+        store_dead_letter(app, record)

@@ -73,7 +73,17 @@ def crash(self: StackTask, times: int | None = None) -> int:
     return deliveries
 
 
-@shared_task(bind=True, base=StackTask, name="diagnostics.limited")
+LIMITED_DEFAULT_RATE = "5/s"  # the seeds' example limit; STACK_RATE_LIMITS overrides it
+
+
+@shared_task(
+    bind=True, base=StackTask, name="diagnostics.limited", global_rate_limit=LIMITED_DEFAULT_RATE
+)
 def limited(self: StackTask, value: Any = None) -> dict[str, Any]:
-    """The rate-limited task (see STACK_RATE_LIMITS): returns when it ran."""
-    return {"ran_at": time.time(), "value": value}
+    """The globally rate-limited task (5/s unless STACK_RATE_LIMITS says otherwise).
+
+    Returns when it ran and when the limiter granted it (Redis clock, the one
+    the limit is kept on).
+    """
+    granted_at = getattr(self.request, "stack_rate_granted_at", None)
+    return {"ran_at": time.time(), "granted_at": granted_at, "value": value}

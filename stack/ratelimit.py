@@ -1,0 +1,178 @@
+"""A global (cluster-wide) rate limiter per task type, atomic in Redis.
+
+Celery's ``rate_limit`` is per worker instance (celery #4727): two workers at
+5/s make 10/s. Here every worker process on every host asks one Lua script in
+Redis, on Redis's clock, so the limit holds for the whole cluster.
+
+The script combines two rules:
+
+* next free slot (GCRA with no burst): a newcomer that is over the limit is
+  given its own future slot, one ``period / limit`` after the previous one,
+  and the caller defers the task until then. Deferred tasks come back spread
+  out, in order, instead of stampeding at the same instant.
+* sliding window guard: nothing is granted while the last ``period`` already
+  holds ``limit`` grants, so no window of one period ever exceeds the limit,
+  even when deferred tasks come back late and bunch up.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from stack.errors import SettingsError
+from stack.settings import Settings
+
+US_PER_S = 1_000_000
+PERIODS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+RATE_PATTERN = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d*\.?\d*)\s*([smhd])?)?\s*$")
+
+ACQUIRE_LUA = """
+-- Grant one run of a rate-limited task type now, or reserve a later slot.
+-- KEYS[1]  window: zset of recent grants (member -> grant time, us)
+-- KEYS[2]  next:   the next free slot for a newcomer (us, a string)
+-- ARGV[1]  limit        grants allowed per period
+-- ARGV[2]  period_us    the period, in microseconds
+-- ARGV[3]  reserved_us  the slot this task was given by an earlier deferral, or 0
+-- ARGV[4]  member       a unique id for this attempt's grant
+-- Returns {granted, at_us, now_us} on Redis's clock:
+--   granted = 1: run now; at_us = now_us = the grant time.
+--   granted = 0: defer until at_us, then call again with ARGV[3] = at_us.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local limit = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local reserved = tonumber(ARGV[3])
+local interval = math.floor(period / limit)
+
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local count = redis.call('ZCARD', KEYS[1])
+local room_at = now
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  room_at = tonumber(oldest[2]) + period
+end
+local next_free = tonumber(redis.call('GET', KEYS[2]) or '0')
+
+local function grant()
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(period / 1000) + 1000)
+  return {1, now, now}
+end
+
+if reserved > 0 then
+  -- A deferred task back for the slot it holds: the window alone decides,
+  -- once the slot has come (a long wait may have been cut into legs).
+  if reserved - now > interval / 2 then return {0, reserved, now} end
+  if count < limit then return grant() end
+  return {0, room_at, now}
+end
+if count < limit and next_free <= now then
+  redis.call('SET', KEYS[2], string.format('%d', now + interval),
+             'PX', math.ceil((interval + period) / 1000))
+  return grant()
+end
+local slot = math.max(next_free, now, room_at)
+redis.call('SET', KEYS[2], string.format('%d', slot + interval),
+           'PX', math.ceil((slot + interval - now + period) / 1000))
+return {0, slot, now}
+"""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``limit`` runs per ``period_s`` seconds, written like Celery's: ``5/s``, ``100/m``."""
+
+    limit: int
+    period_s: float
+
+    @classmethod
+    def parse(cls, text: str | int) -> Rate:
+        """``"5/s"``, ``"100/m"``, ``"10/5s"``, ``"3/h"``; a bare number is per second."""
+        match = RATE_PATTERN.match(str(text))
+        if not match or int(match.group(1)) < 1:
+            raise ValueError(
+                f"invalid rate {text!r}: expected a positive count per s, m, h or d, "
+                "e.g. 5/s, 100/m, 10/5s"
+            )
+        count, multiple, unit = match.groups()
+        if multiple and not unit:
+            raise ValueError(f"invalid rate {text!r}: the period needs a unit (s, m, h, d)")
+        period = float(multiple or 1) * PERIODS_S[unit or "s"]
+        if period <= 0:
+            raise ValueError(f"invalid rate {text!r}: the period must be positive")
+        return cls(int(count), period)
+
+    @property
+    def interval_s(self) -> float:
+        """The spacing between two grants at full speed."""
+        return self.period_s / self.limit
+
+    def __str__(self) -> str:
+        return f"{self.limit}/{self.period_s:g}s"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The limiter's answer, on Redis's clock: run now, or come back at ``at_s``."""
+
+    granted: bool
+    at_s: float
+    now_s: float
+
+    @property
+    def wait_s(self) -> float:
+        return max(0.0, self.at_s - self.now_s)
+
+
+def rate_limits(settings: Settings) -> dict[str, Rate]:
+    """STACK_RATE_LIMITS parsed; a bad entry is a SettingsError naming the variable."""
+    parsed = {}
+    for name, text in settings.rate_limits.items():
+        try:
+            parsed[name] = Rate.parse(text)
+        except ValueError as exc:
+            raise SettingsError(f"STACK_RATE_LIMITS: {name}: {exc}") from None
+    return parsed
+
+
+def rate_for(settings: Settings, task: Any) -> Rate | None:
+    """A task's global limit: STACK_RATE_LIMITS first, else its ``global_rate_limit``."""
+    text = settings.rate_limits.get(task.name) or getattr(task, "global_rate_limit", None)
+    if not text:
+        return None
+    try:
+        return Rate.parse(text)
+    except ValueError as exc:
+        source = "STACK_RATE_LIMITS" if task.name in settings.rate_limits else "global_rate_limit"
+        raise SettingsError(f"{source} of task {task.name}: {exc}") from None
+
+
+class RateLimiter:
+    """The limiter's keys (``<key_prefix>ratelimit:{task}:*``) and its one script."""
+
+    def __init__(self, client: redis.Redis[bytes], settings: Settings) -> None:
+        self.redis = client
+        self.prefix = f"{settings.key_prefix}ratelimit:"
+        self._script = client.register_script(ACQUIRE_LUA)
+
+    def keys(self, name: str) -> list[str]:
+        # The hash tag keeps both keys of one task type in one Redis Cluster slot.
+        return [f"{self.prefix}{{{name}}}:window", f"{self.prefix}{{{name}}}:next"]
+
+    def acquire(self, name: str, rate: Rate, reserved_s: float | None = None) -> Grant:
+        """Ask to run task type ``name`` now; pass a deferral's slot back as ``reserved_s``."""
+        reserved_us = round(reserved_s * US_PER_S) if reserved_s else 0
+        granted, at_us, now_us = self._script(
+            keys=self.keys(name),
+            args=[rate.limit, round(rate.period_s * US_PER_S), reserved_us, uuid.uuid4().hex],
+        )
+        return Grant(bool(granted), int(at_us) / US_PER_S, int(now_us) / US_PER_S)
+
+    def reset(self, name: str) -> None:
+        """Forget a task type's history (tests, or after changing its limit)."""
+        self.redis.delete(*self.keys(name))
