@@ -149,6 +149,7 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
         ),
         locustfile=Path(args.locustfile) if args.locustfile else LOCUSTFILE,
         start=args.start,
+        procfile=Path(args.procfile),
         verbose=args.verbose,
     )
     code, verdict = run_load(
@@ -183,6 +184,7 @@ def _add_load(sub: Any) -> None:
     p.add_argument("--report-dir", default="reports/load", help="HTML report, CSV, verdict")
     p.add_argument("--host", default=None, help="API base URL (default: http://127.0.0.1:API_PORT)")
     p.add_argument("--start", action="store_true", help="start the stack first (celery-stack up)")
+    p.add_argument("--procfile", default="Procfile", help="the Procfile --start runs")
     p.add_argument("--locustfile", default=None, help="your own locustfile (default: ours)")
     p.add_argument("-v", "--verbose", action="store_true", help="stream Locust's own output")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")

@@ -1,7 +1,7 @@
 """Queue depth during a load test: samples over time, written to CSV.
 
-Depth is what waits in Redis, summed over a queue's priority lists (kombu
-keeps one list per priority step); tasks a worker has taken are not counted.
+Depth is what waits in Redis (``stack.queues.queue_depths``: summed over a
+queue's priority lists); tasks a worker has taken are not counted.
 """
 
 from __future__ import annotations
@@ -10,23 +10,9 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
-
-from stack.queues import QUEUES, priority_lists, queue_name
-from stack.settings import Settings
+from stack.queues import QUEUES
 
 DEPTH_INTERVAL_S = 1.0  # one sample a second: enough to see a backlog build in a 20 s run
-
-
-def queue_depths(client: redis.Redis[bytes], settings: Settings) -> dict[str, int]:
-    """Waiting messages per logical queue, summed over its priority lists (one round trip)."""
-    pipe = client.pipeline(transaction=False)
-    lists = {q: priority_lists(queue_name(settings, q)) for q in QUEUES}
-    for names in lists.values():
-        for name in names:
-            pipe.llen(name)
-    lengths = iter(pipe.execute())
-    return {q: sum(next(lengths) for _ in names) for q, names in lists.items()}
 
 
 @dataclass

@@ -35,10 +35,11 @@ from locust.runners import MasterRunner, WorkerRunner
 from stack.celery_app import load_app
 from stack.connection import redis_client
 from stack.errors import StackError
-from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog, queue_depths
+from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog
 from stack.loadtest.gates import E2E, ENQUEUE, Gates, Verdict, evaluate, measure, summary_rows
 from stack.loadtest.profiles import DEFAULT_PROFILE, LoadProfile, TaskMix, load_profile
 from stack.loadtest.watcher import ResultWatcher, TaskFailed
+from stack.queues import queue_depths
 from stack.settings import Settings
 from stack.submit import submit
 

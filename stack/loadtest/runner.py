@@ -65,6 +65,7 @@ class LoadOptions:
     gates: Gates = field(default_factory=Gates)
     locustfile: Path = LOCUSTFILE
     start: bool = False
+    procfile: Path = Path("Procfile")  # what --start runs (the launcher's Procfile)
     verbose: bool = False
 
     @property
@@ -176,7 +177,7 @@ def _stack(
 ) -> Iterator[None]:
     """`celery-stack up --json` for the length of the load; its logs go to stack.log."""
     command = [sys.executable, "-m", "stack", "up", "--json", "--no-color"]
-    command += ["--only", START_SERVICES]
+    command += ["--only", START_SERVICES, "--procfile", str(options.procfile)]
     with (report / STACK_LOG).open("wb") as log:
         process = subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=log)
         try:
