@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from stack import api_reliability
+from stack import api_reliability, exporter
 from stack.errors import (
     BrokerUnavailable,
     DeadLetterNotFound,
@@ -184,6 +184,7 @@ def create_app(settings: Settings | None = None, app: Celery | None = None) -> F
     api.add_exception_handler(redis.RedisError, _redis_error)
     api.add_exception_handler(kombu.exceptions.OperationalError, _redis_error)
     api.include_router(router)
+    api.include_router(exporter.router)  # GET /metrics
     api.include_router(api_reliability.router)  # GET /queues, /dead-letters...
     install_security(api, settings)  # X-API-Key on state changes, body ceiling
     return api

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
@@ -24,6 +25,22 @@ def ssl_options(settings: Settings) -> dict[str, Any]:
     if settings.redis_ssl_keyfile:
         options["ssl_keyfile"] = str(settings.redis_ssl_keyfile)
     return options
+
+
+def url_with_password(url: str, settings: Settings) -> str:
+    """``url`` carrying STACK_REDIS_PASSWORD when it names none itself.
+
+    kombu's Redis transport and Celery's Redis backend authenticate with the
+    URL's password only, so the password setting must reach them in the URL.
+    """
+    if settings.redis_password is None or not url.startswith(("redis://", "rediss://")):
+        return url
+    parts = urlsplit(url)
+    if parts.password:
+        return url
+    secret = quote(settings.redis_password.get_secret_value(), safe="")
+    netloc = f"{parts.username or ''}:{secret}@{parts.netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redis_client(

@@ -140,7 +140,7 @@ def check_flower_auth(settings: Settings, environ: Mapping[str, str]) -> Iterabl
             yield Finding(
                 f"the Flower password of {user!r} {reason}", NEW_SECRET, "STACK_FLOWER_BASIC_AUTH"
             )
-    if environ.get("FLOWER_UNAUTHENTICATED_API"):
+    if settings.flower_unauthenticated_api or environ.get("FLOWER_UNAUTHENTICATED_API"):
         yield Finding(
             "FLOWER_UNAUTHENTICATED_API is set: Flower's API would accept anyone",
             "unset FLOWER_UNAUTHENTICATED_API",
@@ -187,7 +187,7 @@ def check_visibility_timeout(settings: Settings, environ: Mapping[str, str]) -> 
     """Redis redelivers anything unacked after the visibility timeout: a late retry or a
     long task would run twice."""
     timeout = settings.visibility_timeout_s
-    longest = max(settings.retry_delays_s)
+    longest = max(settings.retry_delays_s) * (1 + settings.retry_jitter)  # jitter stretches it
     if longest >= timeout:
         yield Finding(
             f"a retry delay ({longest:g} s) is not below the visibility timeout ({timeout} s), "

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     flower_cookie_secret: SecretStr | None = Field(
         None, validation_alias=_env("STACK_FLOWER_COOKIE_SECRET")
     )
+    # Flower's own switch, read here only so that the production preflight can refuse it.
+    flower_unauthenticated_api: bool = Field(
+        False, validation_alias=_env("FLOWER_UNAUTHENTICATED_API")
+    )
     data_dir: Path = Field(Path(".stack"), validation_alias=_env("STACK_DATA_DIR"))
 
     # Time limits and results (seeds: soft 5 min, hard 10 min, results 1 h).
@@ -119,9 +123,18 @@ class Settings(BaseSettings):
         None, ge=1, validation_alias=_env("STACK_WORKER_MAX_MEMORY_PER_CHILD")
     )
     shutdown_timeout_s: float = Field(10.0, gt=0, validation_alias=_env("STACK_SHUTDOWN_TIMEOUT"))
+    # Celery >= 5.5: on a cold shutdown, running tasks get this long first (0: off).
+    worker_soft_shutdown_timeout_s: float = Field(
+        0.0, ge=0, validation_alias=_env("STACK_WORKER_SOFT_SHUTDOWN_TIMEOUT")
+    )
     # `celery-stack up`: seconds each service may take to become ready (loaded CI is slow).
     ready_timeout_s: float = Field(30.0, gt=0, validation_alias=_env("STACK_READY_TIMEOUT"))
     task_events: bool = Field(True, validation_alias=_env("STACK_TASK_EVENTS"))
+
+    # Observability: Prometheus counters kept in Redis; log lines as JSON objects.
+    metrics_enabled: bool = Field(True, validation_alias=_env("STACK_METRICS"))
+    log_format: Literal["text", "json"] = Field("text", validation_alias=_env("STACK_LOG_FORMAT"))
+    service_name: str = Field("celery-stack", validation_alias=_env("STACK_SERVICE"))
 
     # Security.
     api_key: SecretStr | None = Field(None, validation_alias=_env("STACK_API_KEY"))
