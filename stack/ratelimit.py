@@ -10,9 +10,9 @@ The script combines two rules:
   given its own future slot, one ``period / limit`` after the previous one,
   and the caller defers the task until then. Deferred tasks come back spread
   out, in order, instead of stampeding at the same instant.
-* sliding window guard: nothing is granted while the last ``period`` already
-  holds ``limit`` grants, so no window of one period ever exceeds the limit,
-  even when deferred tasks come back late and bunch up.
+* sliding window guard: nothing is granted while the last ``period`` (plus a
+  small margin) already holds ``limit`` grants, so no window of one period
+  ever exceeds the limit, even when deferred tasks come back late and bunch up.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ from stack.errors import SettingsError
 from stack.settings import Settings
 
 US_PER_S = 1_000_000
+# A task runs a moment after its grant, and that moment varies: a guard window
+# this much longer than the period keeps run times, not just grants, within the limit.
+GUARD_MARGIN_S = 0.05
+GUARD_MARGIN_OF_INTERVAL = 0.25  # ... but never more than a quarter of the spacing
 PERIODS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d*\.?\d*)\s*([smhd])?)?\s*$")
 
@@ -39,6 +43,7 @@ ACQUIRE_LUA = """
 -- ARGV[2]  period_us    the period, in microseconds
 -- ARGV[3]  reserved_us  the slot this task was given by an earlier deferral, or 0
 -- ARGV[4]  member       a unique id for this attempt's grant
+-- ARGV[5]  margin_us    the guard window is period + margin long
 -- Returns {granted, at_us, now_us} on Redis's clock:
 --   granted = 1: run now; at_us = now_us = the grant time.
 --   granted = 0: defer until at_us, then call again with ARGV[3] = at_us.
@@ -48,19 +53,20 @@ local limit = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
 local reserved = tonumber(ARGV[3])
 local interval = math.floor(period / limit)
+local guard = period + tonumber(ARGV[5])
 
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - guard)
 local count = redis.call('ZCARD', KEYS[1])
 local room_at = now
 if count >= limit then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  room_at = tonumber(oldest[2]) + period
+  room_at = tonumber(oldest[2]) + guard
 end
 local next_free = tonumber(redis.call('GET', KEYS[2]) or '0')
 
 local function grant()
   redis.call('ZADD', KEYS[1], now, ARGV[4])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(period / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(guard / 1000) + 1000)
   return {1, now, now}
 end
 
@@ -111,6 +117,10 @@ class Rate:
     def interval_s(self) -> float:
         """The spacing between two grants at full speed."""
         return self.period_s / self.limit
+
+    @property
+    def guard_margin_s(self) -> float:
+        return min(GUARD_MARGIN_S, GUARD_MARGIN_OF_INTERVAL * self.interval_s)
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.period_s:g}s"
@@ -169,7 +179,13 @@ class RateLimiter:
         reserved_us = round(reserved_s * US_PER_S) if reserved_s else 0
         granted, at_us, now_us = self._script(
             keys=self.keys(name),
-            args=[rate.limit, round(rate.period_s * US_PER_S), reserved_us, uuid.uuid4().hex],
+            args=[
+                rate.limit,
+                round(rate.period_s * US_PER_S),
+                reserved_us,
+                uuid.uuid4().hex,
+                round(rate.guard_margin_s * US_PER_S),
+            ],
         )
         return Grant(bool(granted), int(at_us) / US_PER_S, int(now_us) / US_PER_S)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from reliability_helpers import wait_accounted
 
@@ -28,7 +30,7 @@ def test_task_failing_twice_succeeds_on_third_attempt_after_the_scheduled_gaps(
 
     assert result["attempts"] == 3
     times = result["attempt_times"]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     for gap, expected in zip(gaps, DELAYS_S, strict=True):
         assert abs(gap - expected) <= TOLERANCE * expected, (gaps, DELAYS_S)
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id])
