@@ -20,11 +20,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import httpx
+import redis
+
+from stack.connection import redis_client
 from stack.errors import LoadTestFailed, ServiceFailed
 from stack.loadtest.gates import Gates, Verdict
 from stack.loadtest.profiles import DEFAULT_PROFILE, load_profile
 from stack.services import child_env
 from stack.settings import Settings
+from stack.submit import redact
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SHAPEFILE = Path(__file__).with_name("shape.py")
@@ -37,6 +42,7 @@ START_SERVICES = "redis,api,worker"  # what a load needs: beat and Flower only t
 STARTUP_GRACE_S = 60.0  # Locust's import and spawn, and writing reports, beyond --run-time
 STOP_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
 LOG_TAIL_LINES = 30
+TARGET_CHECK_TIMEOUT_S = 3.0  # the API and Redis answer in milliseconds when they run
 _TIMESPAN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
@@ -137,6 +143,7 @@ def run_load(
     (report / VERDICT_FILE).unlink(missing_ok=True)
     env = child_env(settings, environ)
     with _stack(settings, options, env, report) if options.start else contextlib.nullcontext():
+        check_targets(settings, options)
         code = _run_locust(locust_command(settings, options), env, options, report)
     verdict_path = report / VERDICT_FILE
     if not verdict_path.is_file():
@@ -148,6 +155,31 @@ def run_load(
     if not options.verbose:
         print(summary_table(verdict, report), file=out)
     return (0 if verdict.passed and code == 0 else 1), verdict
+
+
+def check_targets(settings: Settings, options: LoadOptions) -> None:
+    """Fail in a second, with the fix, when nothing answers (rather than after a whole run)."""
+    profile = load_profile(options.profile)
+    if profile.weight_of("http"):
+        host = options.host or default_host(settings)
+        try:
+            httpx.get(f"{host.rstrip('/')}/health", timeout=TARGET_CHECK_TIMEOUT_S)
+        except httpx.HTTPError as exc:
+            raise LoadTestFailed(
+                f"no API answers at {host} ({exc}): start the stack (celery-stack up, "
+                "or load --start) or pass --host"
+            ) from exc
+    if profile.weight_of("celery"):
+        client = redis_client(settings, socket_timeout_s=TARGET_CHECK_TIMEOUT_S)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise LoadTestFailed(
+                f"Redis at {redact(settings.broker_url)} does not answer ({exc}): start the "
+                "stack (celery-stack up, or load --start) or set REDIS_URL"
+            ) from exc
+        finally:
+            client.close()
 
 
 def _run_locust(
