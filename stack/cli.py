@@ -105,6 +105,7 @@ def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
     from stack.services import redis_foreground_command
 
     command = redis_foreground_command(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.execv(command[0], command)  # redis-server takes our pid: signals reach it directly
     return 1  # pragma: no cover - execv does not return
 

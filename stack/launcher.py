@@ -53,6 +53,9 @@ TAIL_LINES = 30  # log lines kept per service, shown when it fails
 SYSTEM = "system"  # honcho's name for the launcher's own lines
 SHELLS = frozenset({"sh", "dash", "bash", "zsh"})  # Procfile lines run under `sh -c`
 KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait forever
+# timeout(1) and some wrappers signal the child and then its group: one keypress, two
+# deliveries. Only a signal this long after the first means "kill now".
+REPEAT_SIGNAL_S = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -78,6 +81,7 @@ class Running:
     returncode: int | None = None
     started_at: float | None = None
     ready_after_s: float | None = None
+    stopping_at: float | None = None
     last_probe_at: float = 0.0
     probe: Future[bool] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
@@ -119,6 +123,7 @@ class Launcher:
         self.forced: list[str] = []
         self.stop_signal: int | None = None
         self.hurry = False
+        self.stop_requested_at = 0.0
         self.started = 0.0
         self._colours = get_colours()
         self._clock: Callable[[], float] = time.monotonic
@@ -134,6 +139,7 @@ class Launcher:
         for r in self.running.values():
             if r.service.external:
                 r.state = State.EXTERNAL
+            self._probes.submit(_safe_warm, r.service.probe)
         table_shown = False
         try:
             while self.stop_signal is None and self.failure is None:
@@ -148,11 +154,12 @@ class Launcher:
         if self.failure is not None:
             raise ServiceFailed(self.failure)
         if self.forced:
-            self.say(
-                f"killed after {self.settings.shutdown_timeout_s:g} s: "
-                + ", ".join(self.forced)
-                + " (raise STACK_SHUTDOWN_TIMEOUT)"
+            why = (
+                "on a second signal"
+                if self.hurry
+                else f"after {self.settings.shutdown_timeout_s:g} s (raise STACK_SHUTDOWN_TIMEOUT)"
             )
+            self.say(f"killed {why}: {', '.join(self.forced)}")
             return 1
         return 0
 
@@ -239,6 +246,8 @@ class Launcher:
             r.returncode = int(message.data["returncode"])
             if r.state is State.STOPPING:
                 r.state = State.STOPPED
+                took = self._clock() - (r.stopping_at or self._clock())
+                self.say(f"{r.service.name} stopped (rc={r.returncode}) after {took:.2f} s")
             elif self.stop_signal is None and r.state is not State.FAILED:
                 self.say(f"{r.service.name} exited (rc={r.returncode})")
 
@@ -251,10 +260,14 @@ class Launcher:
     # --- stopping -----------------------------------------------------------------
 
     def request_stop(self, signum: int, frame: FrameType | None = None) -> None:
-        """SIGINT/SIGTERM: stop gracefully; a second one kills at once."""
-        if self.stop_signal is not None or self.failure is not None:
+        """SIGINT/SIGTERM: stop gracefully; a second one, a moment later, kills at once."""
+        now = self._clock()
+        if self.stop_signal is None:
+            self.stop_signal, self.stop_requested_at = signum, now
+        elif now - self.stop_requested_at > REPEAT_SIGNAL_S:
             self.hurry = True
-        self.stop_signal = self.stop_signal or signum
+        if self.failure is not None:
+            self.hurry = True
 
     def stop(self) -> None:
         """Dependents first, Redis last; each wave gets the warm-shutdown timeout."""
@@ -269,6 +282,7 @@ class Launcher:
             if not r.exited and r.pid is not None:
                 if r.state is not State.FAILED:
                     r.state = State.STOPPING
+                r.stopping_at = self._clock()
                 self._signal_tree(r.pid, signal.SIGTERM, False)
         deadline = self._clock() + self.settings.shutdown_timeout_s
         while any(not r.exited for r in members) and self._clock() < deadline and not self.hurry:
@@ -297,6 +311,11 @@ class Launcher:
         total = self._clock() - self.started
         text = render_json(self.rows(), total) if self.as_json else render_table(self.rows(), total)
         print(text, file=self.table_output, flush=True)
+
+
+def _safe_warm(probe: Any) -> None:
+    with contextlib.suppress(Exception):  # check() will say what is wrong
+        probe.warm()
 
 
 def _safe_check(probe: Any) -> bool:
@@ -340,6 +359,15 @@ def _is_shell(process: psutil.Process) -> bool:
         return False
 
 
+def _printer(profile: str, output: TextIO, colour: bool) -> Printer:
+    """Production output is one JSON object per line (log shippers parse it)."""
+    if profile == "production":
+        from stack.jsonlog import JsonLinePrinter
+
+        return JsonLinePrinter(output, colour=False, prefix=False)
+    return Printer(output, colour=colour)
+
+
 def run(
     settings: Settings,
     procfile: Path = DEFAULT_PROCFILE,
@@ -366,12 +394,13 @@ def run(
     running = REDIS in lines and (not only or REDIS in only) and redis_answers(settings)
     services = build_services(settings, lines, chosen, only, redis_running=running)
     check_ports(services)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_output = output or (sys.stderr if as_json else sys.stdout)
     launcher = Launcher(
         settings,
         services,
         os.environ if environ is None else environ,
-        Printer(log_output, colour=colour),
+        _printer(chosen, log_output, colour),
         table_output=sys.stdout if output is None else output,
         as_json=as_json,
     )

@@ -10,6 +10,7 @@ profile can reuse the dev one and override commands.
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stack.errors import PortInUse, ServiceFailed, SettingsError
-from stack.probes import FileWritten, HttpOk, Probe, RedisPing, StayedUp, WorkerPing
+from stack.probes import (
+    FileWritten,
+    HttpOk,
+    Probe,
+    RedisPing,
+    StayedUp,
+    WorkerPing,
+    redact_url,
+)
 from stack.queues import QUEUES, queue_name
 from stack.redis_server import find_redis_binary, port_is_free, redis_args
 from stack.settings import Settings
@@ -27,6 +36,8 @@ DEFAULT_PROCFILE = Path("Procfile")
 BEAT_SCHEDULE = "celerybeat-schedule"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 REDIS = "redis"
+# The stock Redis lines: `up` runs the redis-server they would exec, minus a Python start.
+STOCK_REDIS_LINES = ("python -m stack redis", "celery-stack redis")
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,6 @@ def redis_foreground_command(settings: Settings) -> list[str]:
     """`celery-stack redis`: a redis-server logging to stdout, AOF in the data dir."""
     port = local_redis_port(settings)
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
     return [
         find_redis_binary(),
         "--bind",
@@ -160,6 +170,8 @@ def dev_services(
     for name, command in commands.items():
         service: Service
         if name == REDIS:
+            if command.strip() in STOCK_REDIS_LINES and not redis_running:
+                command = shlex.join(redis_foreground_command(settings))
             ports = (
                 ()
                 if redis_running
@@ -169,7 +181,7 @@ def dev_services(
                 name,
                 command,
                 RedisPing(settings),
-                _redacted(settings.broker_url),
+                redact_url(settings.broker_url),
                 ports=ports,
                 external=redis_running,
             )
@@ -217,18 +229,21 @@ def dev_services(
     return services
 
 
-def _redacted(url: str) -> str:
-    from stack.submit import redact
-
-    return redact(url)
-
-
 ProfileBuilder = Callable[[Settings, Mapping[str, str], bool], list[Service]]
 
 # profile name -> builder. The production profile registers itself here.
 PROFILES: dict[str, ProfileBuilder] = {
     "dev": lambda settings, commands, running: dev_services(settings, commands, running),
 }
+
+
+def _production(settings: Settings, commands: Mapping[str, str], running: bool) -> list[Service]:
+    from stack.production import production_services  # it builds on this module
+
+    return production_services(settings, commands, running)
+
+
+PROFILES["production"] = _production
 
 
 def build_services(

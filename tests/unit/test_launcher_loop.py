@@ -79,6 +79,9 @@ class FakeProbe:
     description: str = "fake probe"
     problem: str = "not yet"
 
+    def warm(self) -> None:
+        pass
+
     def check(self) -> bool:
         self.checks += 1
         ready = self.checks >= self.ready_after_checks
@@ -176,7 +179,7 @@ def test_a_worker_that_overstays_the_shutdown_timeout_is_killed_and_the_exit_cod
     interrupt_when_ready(up)
     assert up.run() == 1
     assert up.running["worker"].state is State.KILLED
-    assert "killed after 0.2 s: worker" in out.getvalue()
+    assert "killed after 0.2 s (raise STACK_SHUTDOWN_TIMEOUT): worker" in out.getvalue()
 
 
 def test_a_service_that_dies_during_start_up_stops_the_launch_with_its_last_lines():

@@ -155,3 +155,14 @@ def test_the_redis_line_serves_the_url_port_with_aof_in_the_data_dir(tmp_path):
 def test_the_redis_line_refuses_a_remote_url_it_could_not_serve():
     with pytest.raises(ServiceFailed, match=r"redis\.example\.com:6379.*REDIS_URL"):
         redis_foreground_command(settings(REDIS_URL="redis://redis.example.com:6379/0"))
+
+
+def test_the_stock_redis_line_runs_redis_server_directly_without_a_python_start():
+    redis = build_services(settings(), load_procfile(REPO_PROCFILE))[0]
+    assert "redis-server" in redis.command and "--appendonly yes" in redis.command
+    assert "-m stack" not in redis.command
+
+
+def test_a_custom_redis_line_runs_as_written():
+    redis = build_services(settings(), {"redis": "my-redis --port 1"})[0]
+    assert redis.command == "my-redis --port 1"
