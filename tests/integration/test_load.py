@@ -21,7 +21,7 @@ import uvicorn
 from stack.api import create_app
 from stack.loadtest.gates import E2E, ENQUEUE, Gates
 from stack.loadtest.runner import HTML_REPORT, LoadOptions, run_load
-from stack.redis_server import free_port
+from stack.redis_server import free_port, port_is_free
 from stack.services import child_env
 
 pytestmark = pytest.mark.integration
@@ -127,3 +127,25 @@ def test_an_open_loop_backlog_fails_the_final_depth_gate(stack_settings, api_url
     crossed = {r.gate: r for r in verdict.results if not r.passed}
     assert "--max-final-depth" in crossed
     assert crossed["--max-final-depth"].measured > 10
+
+
+def test_load_with_start_brings_the_stack_up_loads_it_and_stops_it(tmp_path):
+    """`--start` runs the launcher (redis, api, worker on free ports) around the load."""
+    procfile = Path(__file__).parents[2] / "Procfile"
+    redis_port, api_port = free_port(), free_port()
+    env = {
+        **environ(),
+        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "API_PORT": str(api_port),
+        "FLOWER_PORT": str(free_port()),
+        "STACK_DATA_DIR": str(tmp_path / "data"),
+        "STACK_QUEUE_PREFIX": "start.",
+    }
+    command = [sys.executable, "-m", "stack", "load", "--start", "--procfile", str(procfile)]
+    command += ["--users", "4", "--spawn-rate", "4", "--run-time", "4s", "--profile", "diagnostics"]
+    command += ["--report-dir", str(tmp_path / "report")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "--min-tasks-per-s  pass" in result.stdout
+    assert (tmp_path / "report" / HTML_REPORT).is_file()
+    assert port_is_free(redis_port) and port_is_free(api_port), "the stack was left running"
