@@ -211,10 +211,10 @@ def _finish_run(environment: Environment) -> None:
 @events.quitting.add_listener
 def _judge(environment: Environment, **_: Any) -> None:
     """Judge the gates and set Locust's exit code: 0 when every gate passed, else 1."""
-    if isinstance(environment.runner, WorkerRunner):
-        return
+    run: LoadRun | None = getattr(environment, "stack_load", None)
+    if run is None or run.started is None or isinstance(environment.runner, WorkerRunner):
+        return  # a worker's stats are the master's to judge; no test ran, nothing to judge
     _finish_run(environment)
-    run = run_of(environment)
     options = environment.parsed_options
     duration_s = (run.stopped or time.perf_counter()) - (run.started or time.perf_counter())
     entries = list(environment.stats.entries.values())
