@@ -297,7 +297,8 @@ def summary_table(verdict: Verdict, report: Path) -> str:
     depth = verdict.depth
     lines.append("")
     lines.append(
-        f"{m.completed} tasks completed in {m.duration_s:.1f} s ({m.tasks_per_s:.1f}/s); "
+        f"{m.completed} tasks completed in {m.duration_s:.1f} s ({m.tasks_per_s:.1f}/s), "
+        f"{verdict.info.get('unfinished', 0)} Celery-user tasks without a result at the end; "
         f"queue depth start {depth.get('start')}, max {depth.get('max')}, "
         f"end {depth.get('end')}; profile {verdict.info.get('profile')}, "
         f"{verdict.info.get('users')} users"
