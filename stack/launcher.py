@@ -56,7 +56,7 @@ KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait f
 # timeout(1) and some wrappers signal the child and then its group: one keypress, two
 # deliveries. Only a signal this long after the first means "kill now".
 REPEAT_SIGNAL_S = 0.5
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # HUP: the terminal closed
 
 
 class State(StrEnum):
@@ -239,7 +239,10 @@ class Launcher:
                 else str(message.data)
             )
             r.tail.append(text.rstrip("\n"))
-            self.printer.write(message)
+            observe = getattr(r.service.probe, "observe", None)
+            if observe is not None and r.state is State.STARTING:
+                observe(text)
+            self._write(message)
         elif message.type == "start":
             r.pid = int(message.data["pid"])
         elif message.type == "stop":
@@ -300,7 +303,12 @@ class Launcher:
     # --- output ---------------------------------------------------------------------
 
     def say(self, text: str) -> None:
-        self.printer.write(Message("line", text + "\n", datetime.datetime.now(), SYSTEM, None))
+        self._write(Message("line", text + "\n", datetime.datetime.now(), SYSTEM, None))
+
+    def _write(self, message: Message) -> None:
+        """A closed terminal or pipe must not stop us from stopping the stack."""
+        with contextlib.suppress(OSError, ValueError):
+            self.printer.write(message)
 
     def rows(self) -> list[dict[str, Any]]:
         return [
@@ -310,7 +318,8 @@ class Launcher:
     def _show_table(self) -> None:
         total = self._clock() - self.started
         text = render_json(self.rows(), total) if self.as_json else render_table(self.rows(), total)
-        print(text, file=self.table_output, flush=True)
+        with contextlib.suppress(OSError, ValueError):
+            print(text, file=self.table_output, flush=True)
 
 
 def _safe_warm(probe: Any) -> None:

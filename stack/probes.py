@@ -204,3 +204,57 @@ class StayedUp:
             return True
         self.problem = "just started"
         return False
+
+
+@dataclass
+class LogLine:
+    """The service printed a line containing ``text`` (the launcher feeds its output in)."""
+
+    text: str
+    problem: str = "not seen yet"
+    _seen: bool = field(default=False, init=False, repr=False)
+
+    @property
+    def description(self) -> str:
+        return f"log line {self.text!r}"
+
+    def warm(self) -> None:
+        pass
+
+    def observe(self, line: str) -> None:
+        if self.text in line:
+            self._seen = True
+
+    def check(self) -> bool:
+        if not self._seen:
+            self.problem = f"no line with {self.text!r} yet"
+        return self._seen
+
+
+@dataclass
+class AnyOf:
+    """Ready when any of ``probes`` is (beat: its schedule file, or its start-up line
+    when a custom scheduler keeps no file)."""
+
+    probes: tuple[Probe, ...]
+    problem: str = "not checked yet"
+
+    @property
+    def description(self) -> str:
+        return " or ".join(probe.description for probe in self.probes)
+
+    def warm(self) -> None:
+        for probe in self.probes:
+            probe.warm()
+
+    def observe(self, line: str) -> None:
+        for probe in self.probes:
+            observe = getattr(probe, "observe", None)
+            if observe is not None:
+                observe(line)
+
+    def check(self) -> bool:
+        if any(probe.check() for probe in self.probes):
+            return True
+        self.problem = "; ".join(probe.problem for probe in self.probes)
+        return False

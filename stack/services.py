@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 
 from stack.errors import PortInUse, ServiceFailed, SettingsError
 from stack.probes import (
+    AnyOf,
     FileWritten,
     HttpOk,
+    LogLine,
     Probe,
     RedisPing,
     StayedUp,
@@ -34,6 +36,7 @@ from stack.settings import Settings
 
 DEFAULT_PROCFILE = Path("Procfile")
 BEAT_SCHEDULE = "celerybeat-schedule"
+BEAT_STARTED = "beat: Starting..."  # logged at INFO once beat runs, whatever its scheduler
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 REDIS = "redis"
 # The stock Redis lines: `up` runs the redis-server they would exec, minus a Python start.
@@ -209,7 +212,7 @@ def dev_services(
             service = Service(
                 name,
                 command,
-                FileWritten(data_dir, f"{BEAT_SCHEDULE}*"),
+                AnyOf((FileWritten(data_dir, f"{BEAT_SCHEDULE}*"), LogLine(BEAT_STARTED))),
                 str(data_dir / BEAT_SCHEDULE),
                 requires=needs_redis,
             )

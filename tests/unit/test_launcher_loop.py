@@ -241,3 +241,14 @@ def test_children_get_the_service_env_on_top_of_the_stack_env():
     up.run()
     env = next(p.env for p in world.processes.values() if p.name == "api")
     assert env["EXTRA"] == "1" and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_a_log_line_probe_sees_the_service_output():
+    from stack.probes import LogLine
+
+    world = World(scripts={"beat": Script(lines=("beat: Starting...",))})
+    services = [Service("beat", "run beat", LogLine("beat: Starting..."))]
+    up, _ = launcher(world, services)
+    interrupt_when_ready(up)
+    assert up.run() == 0
+    assert up.running["beat"].ready_after_s is not None

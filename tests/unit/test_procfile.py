@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from stack.errors import ServiceFailed, SettingsError
-from stack.probes import FileWritten, HttpOk, RedisPing, StayedUp, WorkerPing
+from stack.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, WorkerPing
 from stack.services import (
     build_services,
     child_env,
@@ -80,7 +80,8 @@ def test_each_known_service_gets_its_probe_and_url():
     assert services["api"].url == "http://127.0.0.1:8101/docs"
     assert isinstance(services["worker"].probe, WorkerPing)
     assert services["worker"].probe.hostname == services["worker"].url
-    assert isinstance(services["beat"].probe, FileWritten)
+    assert isinstance(services["beat"].probe, AnyOf)
+    assert [type(p) for p in services["beat"].probe.probes] == [FileWritten, LogLine]
     assert services["flower"].url == "http://127.0.0.1:5601/"
     assert services["flower"].probe.url == "http://127.0.0.1:5601/healthcheck"
 
