@@ -151,6 +151,8 @@ class Launcher:
         finally:
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)
+            for r in self.running.values():
+                _safe_close(r.service.probe)
         if self.failure is not None:
             raise ServiceFailed(self.failure)
         if self.forced:
@@ -325,6 +327,13 @@ class Launcher:
 def _safe_warm(probe: Any) -> None:
     with contextlib.suppress(Exception):  # check() will say what is wrong
         probe.warm()
+
+
+def _safe_close(probe: Any) -> None:
+    close = getattr(probe, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
 
 
 def _safe_check(probe: Any) -> bool:
