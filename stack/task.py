@@ -160,7 +160,7 @@ class StackTask(Task):  # type: ignore[misc]
         rate = self._rate(settings)
         if rate is None:
             return
-        reserved = (request.headers or {}).get(RATE_SLOT_HEADER) or request.get(RATE_SLOT_HEADER)
+        reserved = request.get(RATE_SLOT_HEADER)  # custom headers become request attributes
         grant = RateLimiter(self.redis, settings).acquire(self.name, rate, reserved)
         if not grant.granted:
             self._defer(request, settings, grant)
@@ -215,8 +215,6 @@ class StackTask(Task):  # type: ignore[misc]
 
     def _handle_failure(self, request: Any, settings: Settings, exc: Exception) -> None:
         decision = RetryPolicy.from_settings(settings, self).decide(exc, request.retries)
-        headers = request.headers or {}
-        first_failure_at = headers.get(FIRST_FAILURE_HEADER) or time.time()
         if not decision.retry:
             self._dead_letter(
                 request,
@@ -224,10 +222,9 @@ class StackTask(Task):  # type: ignore[misc]
                 exc,
                 reason=decision.reason,
                 attempts=request.retries + 1,
-                first_failure_at=first_failure_at,
+                first_failure_at=request.get(FIRST_FAILURE_HEADER) or time.time(),
             )
             return
-        queue, priority = origin(request.delivery_info)
         signals.task_retry_scheduled.send(
             sender=self.name,
             task_id=request.id,
@@ -235,13 +232,24 @@ class StackTask(Task):  # type: ignore[misc]
             countdown_s=decision.countdown_s,
             exception=exc,
         )
-        raise self.retry(
-            exc=exc,
-            countdown=decision.countdown_s,
-            queue=queue,
-            priority=priority,
-            headers=carried_headers(headers, **{FIRST_FAILURE_HEADER: first_failure_at}),
-        )
+        raise self.retry(exc=exc, countdown=decision.countdown_s)
+
+    def retry(self, *args: Any, max_retries: int | None = None, **options: Any) -> Any:
+        """Celery's retry, made safe for a task that calls ``self.retry()`` itself: the retry
+        budget defaults to STACK_MAX_RETRIES (not unlimited), and the retry goes back to the
+        queue and priority the task came from, remembering when it first failed."""
+        request = self.request
+        if max_retries is None and self.max_retries is None:
+            max_retries = self.settings.max_retries
+        if not request.called_directly:
+            queue, priority = origin(request.delivery_info)
+            options.setdefault("queue", queue)
+            options.setdefault("priority", priority)
+            first = request.get(FIRST_FAILURE_HEADER) or time.time()
+            options["headers"] = carried_headers(
+                options.get("headers", request.headers), **{FIRST_FAILURE_HEADER: first}
+            )
+        return super().retry(*args, max_retries=max_retries, **options)
 
     def _dead_letter(
         self,
