@@ -27,12 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import psutil
 from honcho.colour import get_colours
 from honcho.printer import Message, Printer
 from honcho.process import Process
 
 from stack.errors import ServiceFailed
+from stack.process_tree import ProcessTree
 from stack.services import (
     DEFAULT_PROCFILE,
     REDIS,
@@ -51,7 +51,6 @@ TICK_S = 0.02  # main-loop period: event latency and probe cadence
 PROBE_INTERVAL_S = 0.05  # between two checks of one service's probe
 TAIL_LINES = 30  # log lines kept per service, shown when it fails
 SYSTEM = "system"  # honcho's name for the launcher's own lines
-SHELLS = frozenset({"sh", "dash", "bash", "zsh"})  # Procfile lines run under `sh -c`
 KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait forever
 # timeout(1) and some wrappers signal the child and then its group: one keypress, two
 # deliveries. Only a signal this long after the first means "kill now".
@@ -78,6 +77,7 @@ class Running:
     state: State = State.PENDING
     process: Any = None
     pid: int | None = None
+    tree: Any = None
     returncode: int | None = None
     started_at: float | None = None
     ready_after_s: float | None = None
@@ -99,7 +99,7 @@ class Launcher:
     """Runs a list of services: start in dependency order, watch, stop them all.
 
     Seams (as in honcho): ``_process_ctor`` builds honcho Processes, ``_clock``
-    tells time, ``_signal_tree`` delivers signals; tests replace them.
+    tells time, ``_tree_ctor`` wraps a pid to signal its tree; tests replace them.
     """
 
     def __init__(
@@ -128,7 +128,7 @@ class Launcher:
         self._colours = get_colours()
         self._clock: Callable[[], float] = time.monotonic
         self._process_ctor: Callable[..., Any] = Process
-        self._signal_tree: Callable[[int, int, bool], None] = signal_tree
+        self._tree_ctor: Callable[[int], Any] = ProcessTree
         self._probes = ThreadPoolExecutor(max_workers=max(1, len(services)))
 
     # --- the loop ---------------------------------------------------------------
@@ -187,6 +187,8 @@ class Launcher:
             if ok:
                 r.state = State.READY
                 r.ready_after_s = now - self.started
+                if r.tree is not None:
+                    r.tree.refresh()
                 self.say(f"{name} ready ({probe.description}) after {r.ready_after_s:.2f} s")
         elif now - (r.started_at or now) > self.settings.ready_timeout_s:
             self._fail(
@@ -247,6 +249,7 @@ class Launcher:
             self._write(message)
         elif message.type == "start":
             r.pid = int(message.data["pid"])
+            r.tree = self._tree_ctor(r.pid)
         elif message.type == "stop":
             r.returncode = int(message.data["returncode"])
             if r.state is State.STOPPING:
@@ -284,11 +287,12 @@ class Launcher:
 
     def _stop_wave(self, members: list[Running]) -> None:
         for r in members:
-            if not r.exited and r.pid is not None:
+            if not r.exited and r.tree is not None:
                 if r.state is not State.FAILED:
                     r.state = State.STOPPING
                 r.stopping_at = self._clock()
-                self._signal_tree(r.pid, signal.SIGTERM, False)
+                r.tree.refresh()
+                r.tree.signal(signal.SIGTERM, False)
         deadline = self._clock() + self.settings.shutdown_timeout_s
         while any(not r.exited for r in members) and self._clock() < deadline and not self.hurry:
             self._pump(TICK_S)
@@ -296,8 +300,8 @@ class Launcher:
             if not r.exited:
                 r.state = State.KILLED
                 self.forced.append(r.service.name)
-            if r.pid is not None:  # the whole group, even when the main process exited
-                self._signal_tree(r.pid, signal.SIGKILL, True)
+            if r.tree is not None:  # the whole tree, even when the main process exited
+                r.tree.signal(signal.SIGKILL, True)
         reaped_by = self._clock() + KILL_WAIT_S
         while any(not r.exited for r in members) and self._clock() < reaped_by:
             self._pump(TICK_S)
@@ -342,38 +346,6 @@ def _safe_check(probe: Any) -> bool:
     except Exception as exc:  # a probe must never take the launcher down
         with contextlib.suppress(AttributeError):
             probe.problem = f"{type(exc).__name__}: {exc}"
-        return False
-
-
-def signal_tree(pid: int, signum: int, whole_group: bool) -> None:
-    """Signal a Procfile process: its main process, or its whole tree and group.
-
-    ``pid`` is the ``sh -c`` honcho started in a new session (so also the group
-    id). The warm stop goes to the command the shell runs, not to the pool
-    children; the kill reaches the group and every descendant, even re-parented.
-    """
-    try:
-        shell = psutil.Process(pid)
-        tree = [shell, *shell.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        tree = []
-    if whole_group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signum)
-        targets = tree
-    elif tree and _is_shell(tree[0]):
-        targets = tree[0].children() or tree[:1]
-    else:
-        targets = tree[:1]
-    for process in targets:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.send_signal(signum)
-
-
-def _is_shell(process: psutil.Process) -> bool:
-    try:
-        return process.name() in SHELLS
-    except psutil.NoSuchProcess:
         return False
 
 

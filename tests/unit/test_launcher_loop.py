@@ -39,11 +39,26 @@ class World:
     def process_ctor(self, cmd, name, colour, env):
         return FakeProcess(self, name, env, self.scripts.get(name, Script()))
 
+    def tree_ctor(self, pid):
+        return FakeTree(self, pid)
+
     def signal_tree(self, pid, signum, whole_group):
         process = self.processes[pid]
         self.signals.append((process.name, signum, whole_group))
         if signum == signal.SIGKILL or not process.script.ignores_sigterm:
             process.exit(-signum)
+
+
+@dataclass
+class FakeTree:
+    world: World
+    pid: int
+
+    def refresh(self):
+        pass
+
+    def signal(self, signum, whole_group):
+        self.world.signal_tree(self.pid, signum, whole_group)
 
 
 class FakeProcess:
@@ -115,7 +130,7 @@ def launcher(world: World, services, **env: str) -> tuple[Launcher, io.StringIO]
     out = io.StringIO()
     up = Launcher(settings, services, {"PATH": "/usr/bin"}, Printer(out, colour=False))
     up._process_ctor = world.process_ctor
-    up._signal_tree = world.signal_tree
+    up._tree_ctor = world.tree_ctor
     return up, out
 
 
