@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -23,6 +24,7 @@ from celery.beat import PersistentScheduler
 from redis.exceptions import LockError
 
 from stack.connection import redis_client
+from stack.settings import Settings
 from stack.task import settings_of
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
 
     def setup_schedule(self) -> None:
         settings = settings_of(self.app)
-        self.lock_name = f"{settings.key_prefix}beat:lock"
+        self.lock_name = lock_key(settings)
         self.lock = redis_client(settings).lock(
             self.lock_name, timeout=LOCK_TTL_S, sleep=STANDBY_POLL_S, thread_local=False
         )
@@ -84,3 +86,34 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
             log.info("beat lock %s released", self.lock_name)
         except (LockError, redis.RedisError) as exc:
             log.warning("beat lock %s not released (%s): it expires by itself", self.lock_name, exc)
+
+
+def lock_key(settings: Settings) -> str:
+    return f"{settings.key_prefix}beat:lock"
+
+
+@dataclass
+class BeatLockHeld:
+    """A probe: some beat holds the lock (a standing-by beat is healthy too)."""
+
+    settings: Settings
+    problem: str = "not checked yet"
+
+    @property
+    def description(self) -> str:
+        return f"beat lock {lock_key(self.settings)} held"
+
+    def warm(self) -> None:
+        """Nothing slow to import."""
+
+    def check(self) -> bool:
+        client = redis_client(self.settings)
+        try:
+            if client.exists(lock_key(self.settings)):
+                return True
+            self.problem = "no beat holds the lock: is a beat running?"
+        except redis.RedisError as exc:
+            self.problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            client.close()
+        return False

@@ -13,8 +13,8 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from stack import queues
-from stack.connection import ssl_options
+from stack import jsonlog, metrics, queues
+from stack.connection import ssl_options, url_with_password
 from stack.errors import SettingsError
 from stack.queues import DEFAULT_PRIORITY, PRIORITY_STEPS, QUEUES
 from stack.settings import Settings
@@ -46,8 +46,8 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
     """Where the app talks to Redis: shared by the reference app and rebound user apps."""
     tls = ssl_options(settings)
     conf: dict[str, Any] = {
-        "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend,
+        "broker_url": url_with_password(settings.broker_url, settings),
+        "result_backend": url_with_password(settings.result_backend, settings),
         "broker_transport_options": transport_options(settings),
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
@@ -108,6 +108,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_concurrency": settings.worker_concurrency,
         "worker_max_tasks_per_child": settings.worker_max_tasks_per_child,
         "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
+        "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_timeout_s,
+        "worker_enable_soft_shutdown_on_idle": settings.worker_soft_shutdown_timeout_s > 0,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": False,
         "broker_connection_retry": True,
@@ -142,6 +144,8 @@ def create_celery_app(settings: Settings) -> Celery:
     app.conf.include = list(TASK_MODULES)
     app.loader.import_default_modules()
     validate_tasks(app)
+    metrics.install(app)
+    jsonlog.install(app)
     return app
 
 
@@ -153,6 +157,8 @@ def rebind_app(app: Celery, settings: Settings) -> Celery:
     app.loader.import_default_modules()
     app.finalize(auto=True)
     validate_tasks(app)
+    metrics.install(app)
+    jsonlog.install(app)
     return app
 
 

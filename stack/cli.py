@@ -324,7 +324,78 @@ def _add_status(sub: Any) -> None:
 
 # --- parser ---------------------------------------------------------------------
 
-SUBCOMMANDS = [_add_submit, _add_up, _add_redis, _add_load, _add_dlq, _add_status]
+# --- health -----------------------------------------------------------------------
+
+
+def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.healthcheck import healthy
+
+    ok, detail = healthy(settings, args.service, args.hostname)
+    print(f"{args.service}: {'healthy' if ok else 'unhealthy'} ({detail})")
+    return 0 if ok else 1
+
+
+def _add_health(sub: Any) -> None:
+    from stack.healthcheck import SERVICES
+
+    p = sub.add_parser("health", help="container healthcheck: exit 0 when SERVICE serves")
+    p.add_argument("service", choices=SERVICES)
+    p.add_argument("--hostname", default=None, help="worker: its node name (default worker@HOST)")
+    p.set_defaults(handler=cmd_health)
+
+
+# --- api, preflight (containers) ------------------------------------------------------
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from stack.production import uvicorn_command
+
+    command = uvicorn_command(settings, host=args.host)
+    os.execv(shutil.which(command[0]) or command[0], command)  # uvicorn takes our pid
+    return 1  # pragma: no cover - execv does not return
+
+
+def _add_api(sub: Any) -> None:
+    p = sub.add_parser(
+        "api", help="run the production API: uvicorn, STACK_API_WORKERS processes, JSON logs"
+    )
+    p.add_argument("--host", default=None, help="listen address (default API_HOST)")
+    p.set_defaults(handler=cmd_api)
+
+
+def cmd_preflight(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from stack.preflight import preflight
+
+    warned = preflight(settings, os.environ, probe_redis=not args.no_redis)
+    print(f"preflight: the {settings.profile} profile may start ({len(warned)} warnings)")
+    return 0
+
+
+def _add_preflight(sub: Any) -> None:
+    p = sub.add_parser(
+        "preflight",
+        help="check every security setting (production: exit 1 listing each unsafe item)",
+    )
+    p.add_argument("--no-redis", action="store_true", help="skip the Redis auth probe")
+    p.set_defaults(handler=cmd_preflight)
+
+
+SUBCOMMANDS = [
+    _add_submit,
+    _add_up,
+    _add_redis,
+    _add_load,
+    _add_dlq,
+    _add_status,
+    _add_health,
+    _add_api,
+    _add_preflight,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -76,6 +77,24 @@ def uvicorn_log_config_path() -> Path:
     return Path(str(resources.files("stack") / "data" / UVICORN_LOG_CONFIG))
 
 
+def uvicorn_command(settings: Settings, host: str | None = None) -> list[str]:
+    """The production API: several worker processes, JSON logs, no server banner."""
+    return [
+        "uvicorn",
+        "--factory",
+        "stack.api:create_app",
+        "--host",
+        host or settings.api_host,
+        "--port",
+        str(settings.api_port),
+        "--workers",
+        str(api_workers(settings)),
+        "--log-config",
+        str(uvicorn_log_config_path()),
+        "--no-server-header",
+    ]
+
+
 def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict[str, str]:
     """The Procfile's lines with the production versions of the stack's own services.
 
@@ -83,11 +102,7 @@ def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict
     """
     data_dir = settings.data_dir.resolve()
     ours = {
-        "api": (
-            f"uvicorn --factory stack.api:create_app --host {settings.api_host} "
-            f"--port {settings.api_port} --workers {api_workers(settings)} "
-            f"--log-config {uvicorn_log_config_path()} --no-server-header"
-        ),
+        "api": shlex.join(uvicorn_command(settings)),
         "worker": (
             "celery -A stack.celery_app worker --hostname ${STACK_WORKER_HOSTNAME} "
             "-Q ${STACK_WORKER_QUEUES} --loglevel INFO --without-mingle --without-gossip"
