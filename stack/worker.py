@@ -111,8 +111,9 @@ class WorkerProcess:
         return self.process is not None and self.process.poll() is None
 
     def children(self) -> list[int]:
-        """Pids of the pool's child processes."""
-        return [child.pid for child in self._child_processes()]
+        """Pids of the pool's live child processes (a killed one the main process has not
+        reaped yet is a zombie: not counted)."""
+        return [child.pid for child in self._child_processes() if _alive(child)]
 
     def _child_processes(self) -> list[psutil.Process]:
         if self.process is None:
@@ -132,13 +133,22 @@ class WorkerProcess:
         _kill_all(children)
         self.wait()
 
-    def kill_child(self) -> int:
-        """SIGKILL one pool child (the main process survives and replaces it); return its pid."""
+    def kill_child(self, pid: int | None = None) -> int:
+        """SIGKILL pool child ``pid`` (None: any one); the main process replaces it.
+
+        Returns the pid, once that process is dead. The task it ran (acks_late) is re-queued.
+        """
         children = self.children()
-        if not children:
-            raise ServiceFailed(f"worker {self.hostname} has no pool child to kill")
-        os.kill(children[0], signal.SIGKILL)
-        return children[0]
+        if pid is None and children:
+            pid = children[0]
+        if pid is None or pid not in children:
+            raise ServiceFailed(
+                f"worker {self.hostname} has no live pool child {pid or ''} to kill "
+                f"(children: {children})"
+            )
+        os.kill(pid, signal.SIGKILL)
+        _wait_dead(pid)
+        return pid
 
     def terminate(self) -> None:
         """Warm shutdown: running tasks finish, then the worker exits."""
@@ -178,6 +188,22 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_dead(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Until ``pid`` is dead (a zombie its parent has not reaped yet counts): signals are async."""
+    deadline = time.monotonic() + timeout_s
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        while _alive(process) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 def _kill_all(processes: Sequence[psutil.Process]) -> None:

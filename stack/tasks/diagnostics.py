@@ -11,11 +11,25 @@ import time
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from stack.retry import NonRetryableError
 from stack.task import StackTask
 
 ATTEMPTS_TTL_S = 3600  # attempt logs are for tests and doctor; they expire on their own
+RUNS_KEY = "diagnostics:record:runs"  # hash token -> executions started (after key_prefix)
+PIDS_KEY = "diagnostics:record:pids"  # hash token -> pid of the process that ran it last
+EFFECTS_KEY = "diagnostics:record:effects"  # hash token -> effects applied
+DONE_KEY = "diagnostics:record:done:"  # + token: the idempotency guard, set once
+# Apply the effect only if no execution of this token applied it before (atomic).
+APPLY_ONCE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 class DiagnosticFailure(RuntimeError):
@@ -87,3 +101,41 @@ def limited(self: StackTask, value: Any = None) -> dict[str, Any]:
     """
     granted_at = getattr(self.request, "stack_rate_granted_at", None)
     return {"ran_at": time.time(), "granted_at": granted_at, "value": value}
+
+
+@shared_task(bind=True, base=StackTask, name="diagnostics.record")
+def record(self: StackTask, token: str, seconds: float = 0.0) -> dict[str, Any]:
+    """Count each execution of ``token``, sleep ``seconds``, then apply its effect once.
+
+    An idempotency-sensitive task as it should be written: at-least-once delivery
+    may run it again (a killed worker), so the effect is guarded by ``token`` in
+    Redis. Chaos tests read the counts: every token's effect applied exactly once.
+    """
+    prefix = self.settings.key_prefix
+    pipe = self.redis.pipeline()
+    pipe.hincrby(f"{prefix}{RUNS_KEY}", token, 1)
+    pipe.hset(f"{prefix}{PIDS_KEY}", token, os.getpid())
+    for key in (RUNS_KEY, PIDS_KEY):
+        pipe.expire(f"{prefix}{key}", ATTEMPTS_TTL_S)
+    runs = int(pipe.execute()[0])
+    time.sleep(seconds)
+    applied = self.redis.register_script(APPLY_ONCE)(
+        keys=[f"{prefix}{DONE_KEY}{token}", f"{prefix}{EFFECTS_KEY}"],
+        args=[str(self.request.id), token, ATTEMPTS_TTL_S],
+    )
+    return {"token": token, "runs": runs, "applied": bool(applied)}
+
+
+@shared_task(bind=True, base=StackTask, name="diagnostics.stuck")
+def stuck(self: StackTask, seconds: float = 60.0) -> float:
+    """Sleep ``seconds`` ignoring the soft time limit, as code stuck in C would.
+
+    Only the hard time limit (the pool kills the child) stops it.
+    """
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            time.sleep(left)
+        except SoftTimeLimitExceeded:
+            continue
+    return seconds

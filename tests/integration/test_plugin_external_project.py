@@ -1,0 +1,94 @@
+"""The plugin as a product: a fresh project with its own Celery app uses only the
+installed celery-stack fixtures, and pytest on it passes (and fails where it should).
+
+The example project below is the one the README shows under
+"Testing your own Celery app".
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+INNER_RUN_TIMEOUT_S = 120
+
+PROJECT = {
+    "pytest.ini": """
+        [pytest]
+        stack_celery_app = shop.celery_app:app
+        pythonpath = .
+    """,
+    "shop/__init__.py": "",
+    "shop/celery_app.py": """
+        from celery import Celery
+
+        # The project's own broker: the harness rebinds the app to the test Redis.
+        app = Celery("shop", broker="redis://127.0.0.1:1/0", include=["shop.tasks"])
+        app.conf.task_default_queue = "orders"
+    """,
+    "shop/tasks.py": """
+        from shop.celery_app import app
+
+
+        @app.task
+        def total(prices):
+            return sum(prices)
+    """,
+    "tests/test_orders.py": """
+        from shop.tasks import total
+
+
+        def test_total_runs_in_a_real_worker(stack_redis, stack_app, stack_worker):
+            stack_worker(concurrency=1)
+            assert total.delay([2, 3, 5]).get(timeout=20) == 10
+            assert stack_app.conf.broker_url == stack_redis.url
+
+
+        def test_a_wrong_total_fails(stack_worker):
+            stack_worker()
+            assert total.delay([1, 1]).get(timeout=20) == 3
+    """,
+}
+
+
+@pytest.fixture
+def project(tmp_path):
+    for name, text in PROJECT.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+    return tmp_path
+
+
+def run_pytest(project):
+    """pytest on the project, in its own process, as its developers would run it."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PYTEST_", "STACK_CELERY_APP", "PYTHONPATH", "REDIS_URL", "CELERY_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(project / "tests")],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=INNER_RUN_TIMEOUT_S,
+    )
+
+
+def test_a_fresh_project_tests_its_own_app_with_the_installed_plugin(project):
+    run = run_pytest(project)
+    output = run.stdout + run.stderr
+
+    assert "celery-stack: Redis backend" in output, output
+    assert "PASSED tests/test_orders.py::test_total_runs_in_a_real_worker" in output, output
+    assert "FAILED tests/test_orders.py::test_a_wrong_total_fails" in output, output
+    assert "1 failed, 1 passed" in output, output
+    assert run.returncode == 1, output
+    assert "worker stack-worker-" in output, "the failed test's report carries the worker log"
+    assert "Task shop.tasks.total" in output, output
