@@ -37,7 +37,7 @@ from stack.connection import redis_client
 from stack.errors import StackError
 from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog
 from stack.loadtest.gates import E2E, ENQUEUE, Gates, Verdict, evaluate, measure, summary_rows
-from stack.loadtest.profiles import DEFAULT_PROFILE, LoadProfile, TaskMix, load_profile
+from stack.loadtest.profiles import DEFAULT_PROFILE, LoadProfile, TaskMix, load_profile, misfits
 from stack.loadtest.watcher import ResultWatcher, TaskFailed
 from stack.queues import queue_depths
 from stack.settings import Settings
@@ -143,12 +143,13 @@ def _prepare(environment: Environment) -> None:
     environment.user_classes = [u for u in environment.user_classes if u.weight > 0]
     if not isinstance(environment.runner, MasterRunner):
         run.app = load_app(settings)
-        unknown = sorted({t.name for t in profile.tasks} - set(run.app.tasks))
-        if unknown:
+        problems = misfits(profile, run.app.tasks)
+        if problems:
             raise StackError(
-                f"load profile {profile.name!r} submits tasks the Celery app does not register: "
-                f"{', '.join(unknown)}; pick another profile (e.g. the built-in diagnostics) "
-                "or set STACK_CELERY_APP to the app that defines them"
+                f"load profile {profile.name!r} does not fit the Celery app:\n  "
+                + "\n  ".join(problems)
+                + "\nfix the profile, pick another (e.g. the built-in diagnostics), "
+                "or set STACK_CELERY_APP to the app that defines these tasks"
             )
         run.watcher = ResultWatcher(environment.events.request.fire, run.app, settings)
 

@@ -8,10 +8,12 @@ so one profile serves a 20 s CI run and an hour-long soak alike.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import random
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,6 +174,27 @@ BUILTIN_PROFILES: dict[str, dict[str, Any]] = {
         "shape": {"kind": "spike"},
     },
 }
+
+
+def misfits(profile: LoadProfile, tasks: Mapping[str, Any]) -> list[str]:
+    """What in the profile the app cannot run: unknown names, arguments that do not bind.
+
+    ``tasks`` maps names to Celery tasks (``app.tasks``); a task's ``run`` gives
+    the signature. Found before the run, not as a thousand failed requests.
+    """
+    problems = []
+    for mix in profile.tasks:
+        task = tasks.get(mix.name)
+        if task is None:
+            problems.append(f"{mix.name}: not registered in the Celery app")
+            continue
+        try:
+            inspect.signature(task.run).bind(*mix.args, **mix.kwargs)
+        except TypeError as exc:
+            problems.append(f"{mix.name}: args {mix.args} kwargs {mix.kwargs} do not fit ({exc})")
+        except ValueError:
+            pass  # no signature to check (a C function): let the run tell
+    return sorted(set(problems))
 
 
 def load_profile(ref: str | Path | None = None) -> LoadProfile:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from stack.errors import ProfileError
-from stack.loadtest.profiles import BUILTIN_PROFILES, Shape, load_profile
+from stack.loadtest.profiles import BUILTIN_PROFILES, Shape, load_profile, misfits, parse_profile
+from stack.settings import Settings
 
 PROFILES_DIR = Path(__file__).parents[2] / "loadtests" / "profiles"
 
@@ -107,3 +108,31 @@ def test_a_spike_shape_runs_a_base_with_all_users_in_the_spike():
 
 def test_a_shape_never_drops_to_zero_users():
     assert Shape(kind="spike", base_fraction=0.01).users_at(0, 10, 3) == 1
+
+
+class FakeTask:
+    def __init__(self, run):
+        self.run = run
+
+
+def test_a_profile_that_fits_its_tasks_has_no_misfits():
+    profile = parse_profile(
+        {"name": "p", "tasks": [{"name": "t", "args": [1], "kwargs": {"b": 2}}]}
+    )
+    assert misfits(profile, {"t": FakeTask(lambda a, b=0: None)}) == []
+
+
+def test_misfits_name_unknown_tasks_and_arguments_that_do_not_bind():
+    profile = parse_profile(
+        {"name": "p", "tasks": [{"name": "gone"}, {"name": "t", "kwargs": {"rows": 5}}]}
+    )
+    problems = misfits(profile, {"t": FakeTask(lambda path: None)})
+    assert problems[0] == "gone: not registered in the Celery app"
+    assert problems[1].startswith("t: args [] kwargs {'rows': 5} do not fit")
+
+
+def test_the_diagnostics_profile_fits_the_diagnostics_tasks():
+    from stack.celery_app import create_celery_app
+
+    app = create_celery_app(Settings.load(environ={}))
+    assert misfits(load_profile("diagnostics"), app.tasks) == []
