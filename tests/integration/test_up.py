@@ -132,6 +132,18 @@ def poll_status(client: httpx.Client, status_url: str, until: set[str]) -> dict:
     pytest.fail(f"{status_url} never reached {until}: last {body}")
 
 
+def flower_sees_alive(port: int, worker: str) -> bool:
+    """Flower's dashboard marks a worker online from its heartbeats (kept on in the Procfile)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        page = httpx.get(f"http://127.0.0.1:{port}/workers", params={"json": "1"})
+        rows = page.json()["data"] if page.status_code == 200 else []
+        if any(row.get("hostname") == worker and row.get("status") is True for row in rows):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def active_queues(env: dict[str, str], worker: str) -> str:
     result = subprocess.run(
         [
@@ -170,8 +182,9 @@ def test_up_serves_the_stack_then_sigint_stops_every_process_and_frees_every_por
         done = poll_status(client, accepted.json()["status_url"], {"success", "failure"})
         assert (done["status"], done["result"]) == ("success", "hi")
 
-        assert httpx.get(f"http://127.0.0.1:{stack.flower_port}/healthcheck").status_code == 200
-        listing = active_queues(stack.env, table["services"][2]["url"])
+        worker = table["services"][2]["url"]
+        assert flower_sees_alive(stack.flower_port, worker), "Flower never saw a heartbeat"
+        listing = active_queues(stack.env, worker)
         for queue in QUEUES:
             assert f"'name': '{queue}'" in listing, listing
 
