@@ -230,7 +230,7 @@ def start_api(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
 # --- the run ----------------------------------------------------------------------------
 
 
-def run(rate: float, seconds: float, api_workers: int) -> dict[str, Any]:
+def run(rate: float, seconds: float, api_workers: int, task_events: bool) -> dict[str, Any]:
     count = int(rate * seconds)
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         redis_server = LocalRedisServer(data_dir=Path(tmp))
@@ -242,6 +242,7 @@ def run(rate: float, seconds: float, api_workers: int) -> dict[str, Any]:
                 "STACK_QUEUE_PREFIX": "bench.",
                 "STACK_KEY_PREFIX": "bench:",
                 "STACK_API_WORKERS": str(api_workers),
+                "STACK_TASK_EVENTS": "true" if task_events else "false",
             }
         )
         client = redis_client(settings)
@@ -268,6 +269,7 @@ def run(rate: float, seconds: float, api_workers: int) -> dict[str, Any]:
     results["ratio_flat_out"] = flat_out
     results["target"] = {"rate_per_s": rate, "ratio": TARGET_RATIO, "p99_ms": TARGET_P99_MS}
     results["api_workers"] = api_workers
+    results["task_events"] = task_events
     results["met"] = {
         "ratio": at_target >= TARGET_RATIO,
         "p99": results["api_at_target"]["p99_ms"] < TARGET_P99_MS,
@@ -278,7 +280,8 @@ def run(rate: float, seconds: float, api_workers: int) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     rate = results["target"]["rate_per_s"]
     lines = [
-        f"API: {results['api_workers']} uvicorn process(es); no worker consumes; one Redis",
+        f"API: {results['api_workers']} uvicorn process(es); task events "
+        f"{'on' if results['task_events'] else 'off'}; no worker consumes; one Redis",
         f"{'path':<24}{'requests':>9}{'errors':>7}{'rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}",
     ]
     for key, label in (
@@ -312,10 +315,15 @@ def main() -> int:
     parser.add_argument(
         "--api-workers", type=int, default=1, help="uvicorn worker processes (dev stack: 1)"
     )
+    parser.add_argument(
+        "--no-task-events",
+        action="store_true",
+        help="STACK_TASK_EVENTS=false on both paths (no task-sent event per publish)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    results = run(args.rate, args.seconds, args.api_workers)
+    results = run(args.rate, args.seconds, args.api_workers, not args.no_task_events)
     print(json.dumps(results, indent=2) if args.json else report(results))
     return 1 if args.strict and not all(results["met"].values()) else 0
 
