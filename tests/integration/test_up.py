@@ -235,3 +235,49 @@ def test_up_uses_a_redis_that_already_answers_and_leaves_it_running(up, stack_re
     stack.process.send_signal(signal.SIGTERM)
     assert stack.wait() == 0, stack.log[-4000:]
     assert not port_is_free(int(stack_redis.url.rsplit(":", 1)[1].split("/")[0]))
+
+
+def test_honcho_start_runs_the_same_procfile_without_the_launcher(tmp_path):
+    """The Procfile stands alone: every line has its defaults, so any runner can start it."""
+    from stack.probes import FileWritten, HttpOk, RedisPing, WorkerPing
+
+    ports = {name: free_port() for name in ("REDIS", "API", "FLOWER")}
+    env = {
+        **clean_environ(),
+        "REDIS_URL": f"redis://127.0.0.1:{ports['REDIS']}/0",
+        "API_PORT": str(ports["API"]),
+        "FLOWER_PORT": str(ports["FLOWER"]),
+        "STACK_DATA_DIR": str(tmp_path / "data"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    settings = Settings.load(environ=env)
+    probes = [
+        RedisPing(settings),
+        HttpOk(f"http://127.0.0.1:{ports['API']}/health"),
+        WorkerPing(settings, f"worker@{socket.gethostname()}"),
+        FileWritten(tmp_path / "data", "celerybeat-schedule*"),
+        HttpOk(f"http://127.0.0.1:{ports['FLOWER']}/healthcheck"),
+    ]
+    with (tmp_path / "honcho.log").open("wb") as log:
+        honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "start", "--no-colour"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        waiting = list(probes)
+        while waiting and time.monotonic() < deadline and honcho.poll() is None:
+            waiting = [probe for probe in waiting if not probe.check()]
+            time.sleep(0.1)
+        log_text = (tmp_path / "honcho.log").read_text(errors="replace")
+        assert not waiting, f"never ready: {[p.description for p in waiting]}\n{log_text[-3000:]}"
+    finally:
+        honcho.send_signal(signal.SIGINT)
+        honcho.wait(STOP_TIMEOUT_S)
+        probes[2].close()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(honcho.pid, signal.SIGKILL)
