@@ -25,6 +25,8 @@ from stack.errors import ServiceFailed
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
+PING_REPLY_S = 0.3  # a worker on an idle machine replies in milliseconds ...
+PING_REPLY_MAX_S = 3.0  # ... on a loaded one, in seconds: each ping waits longer
 FAST_START = ("--without-mingle", "--without-gossip", "--without-heartbeat")  # ~1 s saved
 
 _names = itertools.count(1)
@@ -95,13 +97,16 @@ class WorkerProcess:
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Block until the worker answers a ping addressed to it (not just: the process lives)."""
         deadline = time.monotonic() + timeout_s
+        reply_s = PING_REPLY_S
         while time.monotonic() < deadline:
             if not self.alive:
                 raise ServiceFailed(
                     f"worker {self.hostname} exited during start-up:\n{self.log_tail()}"
                 )
-            if self.app.control.ping(destination=[self.hostname], timeout=0.3):
+            if self.app.control.ping(destination=[self.hostname], timeout=reply_s):
                 return
+            # A late reply to an earlier ping is dropped: on a starved CPU, wait longer.
+            reply_s = min(PING_REPLY_MAX_S, reply_s * 1.5)
         raise ServiceFailed(
             f"worker {self.hostname} did not answer ping in {timeout_s:g} s:\n{self.log_tail()}"
         )
