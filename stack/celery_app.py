@@ -14,6 +14,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from stack import jsonlog, metrics, queues
+from stack.backend import backend_url
 from stack.connection import ssl_options, url_with_password
 from stack.errors import SettingsError
 from stack.queues import DEFAULT_PRIORITY, PRIORITY_STEPS, QUEUES
@@ -24,6 +25,7 @@ REFERENCE_APP = "stack.celery_app:app"
 TASK_MODULES = ["stack.tasks.diagnostics"]
 DIAGNOSTICS_MODULE = "stack.tasks.diagnostics"
 PUBLISH_RETRY_INTERVAL_S = 0.2
+REDIS_SOCKET_TIMEOUT_S = 2.0  # a healthy Redis answers in ms; a dead one must fail a call fast
 
 
 def transport_options(settings: Settings) -> dict[str, Any]:
@@ -36,9 +38,12 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         # timeout; sweep for them every few seconds rather than kombu's minute.
         "unacked_restore_interval": min(10, settings.visibility_timeout_s),
         "unacked_restore_throttle": 1,
-        "socket_timeout": 5,
-        "socket_connect_timeout": 5,
-        "retry_on_timeout": True,
+        # A Redis that takes TCP but never answers costs one socket timeout per
+        # attempt; no redis-py retry on timeout (it would re-send a publish
+        # pipeline: duplicates), kombu's retry policy and submit's deadline rule.
+        "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "retry_on_timeout": False,
     }
 
 
@@ -47,7 +52,7 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
     tls = ssl_options(settings)
     conf: dict[str, Any] = {
         "broker_url": url_with_password(settings.broker_url, settings),
-        "result_backend": url_with_password(settings.result_backend, settings),
+        "result_backend": backend_url(url_with_password(settings.result_backend, settings)),
         "broker_transport_options": transport_options(settings),
         "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
         "broker_connection_retry_on_startup": True,
@@ -59,9 +64,9 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
             "interval_max": PUBLISH_RETRY_INTERVAL_S,
         },
         "result_expires": settings.result_expires_s,
-        "redis_socket_timeout": 5,
-        "redis_socket_connect_timeout": 5,
-        "redis_retry_on_timeout": True,
+        "redis_socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "redis_socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
+        "redis_retry_on_timeout": False,  # the backend's own retry policy retries writes
     }
     if settings.redis_password is not None:
         conf["broker_transport_options"]["password"] = settings.redis_password.get_secret_value()

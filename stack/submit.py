@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kombu.exceptions
@@ -55,6 +56,7 @@ def submit(
             priority=level.value,
             countdown=countdown_s,
             retry=True,
+            retry_policy={"errback": publish_deadline(settings.publish_timeout_s)},
         )
     except BROKER_ERRORS as exc:
         raise BrokerUnavailable(
@@ -63,6 +65,22 @@ def submit(
             "Check REDIS_URL / CELERY_BROKER_URL"
         ) from exc
     return str(result.id)
+
+
+def publish_deadline(timeout_s: float) -> Callable[[BaseException, float], None]:
+    """A kombu retry errback that gives up once ``timeout_s`` have passed.
+
+    kombu counts publish retries, not seconds: against a Redis that accepts TCP
+    but never answers (stopped, partitioned) each retry costs a socket timeout,
+    so a count alone lets one publish hang for minutes.
+    """
+    deadline = time.monotonic() + timeout_s
+
+    def give_up_after_deadline(exc: BaseException, interval_s: float) -> None:
+        if time.monotonic() + (interval_s or 0) >= deadline:
+            raise exc
+
+    return give_up_after_deadline
 
 
 def redact(url: str) -> str:
