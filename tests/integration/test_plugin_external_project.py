@@ -5,16 +5,10 @@ The example project below is the one the README shows under
 "Testing your own Celery app".
 """
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
+from harness import run_pytest, write_project
 
 pytestmark = pytest.mark.integration
-
-INNER_RUN_TIMEOUT_S = 120
 
 PROJECT = {
     "pytest.ini": """
@@ -55,34 +49,8 @@ PROJECT = {
 }
 
 
-@pytest.fixture
-def project(tmp_path):
-    for name, text in PROJECT.items():
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip())
-    return tmp_path
-
-
-def run_pytest(project):
-    """pytest on the project, in its own process, as its developers would run it."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("PYTEST_", "STACK_CELERY_APP", "PYTHONPATH", "REDIS_URL", "CELERY_"))
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(project / "tests")],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=INNER_RUN_TIMEOUT_S,
-    )
-
-
-def test_a_fresh_project_tests_its_own_app_with_the_installed_plugin(project):
-    run = run_pytest(project)
+def test_a_fresh_project_tests_its_own_app_with_the_installed_plugin(tmp_path):
+    run = run_pytest(write_project(tmp_path, PROJECT))
     output = run.stdout + run.stderr
 
     assert "celery-stack: Redis backend" in output, output
