@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, get_args
 
 from honcho.colour import get_colours
 from honcho.printer import Message, Printer
@@ -44,7 +44,7 @@ from stack.services import (
     redis_answers,
     stop_waves,
 )
-from stack.settings import Settings
+from stack.settings import Profile, Settings
 from stack.table import render_json, render_table, row_of
 
 TICK_S = 0.02  # main-loop period: event latency and probe cadence
@@ -378,7 +378,7 @@ def run(
     import sys
 
     chosen = profile or settings.profile
-    if chosen != settings.profile:
+    if chosen != settings.profile and chosen in get_args(Profile):  # children see STACK_PROFILE
         settings = settings.model_copy(update={"profile": chosen})
     lines = {**load_procfile(procfile), **(commands or {})}
     running = REDIS in lines and (not only or REDIS in only) and redis_answers(settings)
