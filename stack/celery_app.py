@@ -22,7 +22,11 @@ from stack.settings import Settings
 from stack.task import bind_settings, validate_tasks
 
 REFERENCE_APP = "stack.celery_app:app"
-TASK_MODULES = ["stack.tasks.diagnostics"]
+TASK_MODULES = [
+    "stack.tasks.diagnostics",
+    "stack.tasks.reference",
+    "stack.tasks.maintenance",
+]
 DIAGNOSTICS_MODULE = "stack.tasks.diagnostics"
 PUBLISH_RETRY_INTERVAL_S = 0.2
 REDIS_SOCKET_TIMEOUT_S = 2.0  # a healthy Redis answers in ms; a dead one must fail a call fast
