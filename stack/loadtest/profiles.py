@@ -137,17 +137,26 @@ _DIAGNOSTICS_MIX: list[dict[str, Any]] = [
     _echo("low", 2),
     {"name": "diagnostics.sleep", "kwargs": {"seconds": 0.05}, "priority": "normal", "weight": 4},
 ]
+_REGIONS = ("north", "south", "east", "west")
+# 50 rows: enough that parsing and aggregating is real work, small enough for a task argument.
+SAMPLE_CSV = "region,units,price\n" + "".join(
+    f"{_REGIONS[i % 4]},{i % 7 + 1},{(i % 13) * 1.25:.2f}\n" for i in range(50)
+)
+SAMPLE_SQL = (
+    "SELECT region, COUNT(*) AS sales, SUM(quantity) AS units FROM sales "
+    "GROUP BY region ORDER BY region"
+)
 _REFERENCE_MIX: list[dict[str, Any]] = [
     {
         "name": "files.process_csv",
-        "kwargs": {"rows": 200},
+        "kwargs": {"csv_text": SAMPLE_CSV, "required_columns": ["region", "units"]},
         "priority": "normal",
         "queue": "file_processing",
         "weight": 3,
     },
     {
         "name": "queries.run_query",
-        "kwargs": {"sql": "SELECT COUNT(*) FROM tasks"},
+        "args": [SAMPLE_SQL],
         "priority": "high",
         "queue": "query_processing",
         "weight": 3,
