@@ -1,0 +1,223 @@
+"""The HTTP API against a real Redis and real workers: submit, status, probes, Redis down."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stack.api import create_app
+
+pytestmark = pytest.mark.integration
+
+STATUS_TIMEOUT_S = 30.0
+POLL_S = 0.05
+# "Never a hang": a request against a dead Redis must come back with 503 well
+# inside a client's patience. The designed bound is publish timeout (3 s) plus
+# one socket timeout (2 s); this is a correctness bound, not a speed target.
+REDIS_DOWN_BOUND_S = 10.0
+
+
+@pytest.fixture
+def stack_settings_overrides() -> dict[str, str]:
+    # Retries slow enough to see "retrying" between attempts.
+    return {"STACK_RETRY_DELAYS": "1.5,1.5,1.5"}
+
+
+@pytest.fixture
+def client(stack_app, stack_settings):
+    with TestClient(create_app(stack_settings, stack_app)) as client:
+        yield client
+
+
+def post(client, name, *args, **body):
+    response = client.post("/tasks", json={"name": name, "args": list(args), **body})
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def wait_for(client, status_url, wanted, timeout_s=STATUS_TIMEOUT_S):
+    """Poll a status URL until it reports ``wanted``; return the last body."""
+    deadline = time.monotonic() + timeout_s
+    body = {}
+    while time.monotonic() < deadline:
+        body = client.get(status_url).json()
+        if body["status"] == wanted:
+            return body
+        time.sleep(POLL_S)
+    raise AssertionError(f"status never became {wanted!r}; last: {body}")
+
+
+def test_a_posted_echo_is_accepted_with_a_status_url_and_comes_back_success(client, stack_worker):
+    stack_worker()
+
+    accepted = post(client, "diagnostics.echo", {"hello": "world"}, priority="high")
+    body = wait_for(client, accepted["status_url"], "success")
+
+    assert accepted["status_url"] == f"/task-status/{accepted['task_id']}"
+    assert body == {
+        "task_id": accepted["task_id"],
+        "status": "success",
+        "result": {"hello": "world"},
+        "error": None,
+    }
+
+
+def test_an_unknown_task_is_404_naming_it(client):
+    response = client.post("/tasks", json={"name": "reports.nope"})
+
+    assert response.status_code == 404
+    assert "unknown task 'reports.nope'" in response.json()["detail"]
+
+
+def test_an_unknown_queue_is_422_listing_the_known_queues(client):
+    response = client.post("/tasks", json={"name": "diagnostics.echo", "queue": "fast_lane"})
+
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "unknown queue 'fast_lane'" in detail
+    assert "file_processing" in detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": "diagnostics.echo", "args": "not-a-list"},
+        {"name": "diagnostics.echo", "kwargs": [1]},
+        {"name": "diagnostics.echo", "priority": "urgent"},
+        {"name": "diagnostics.echo", "surprise": True},
+    ],
+    ids=["no-name", "args-not-list", "kwargs-not-object", "bad-priority", "extra-field"],
+)
+def test_a_malformed_body_is_422(client, body):
+    assert client.post("/tasks", json=body).status_code == 422
+
+
+def test_a_body_that_is_not_json_is_422(client):
+    response = client.post(
+        "/tasks", content=b"name=diagnostics.echo", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+
+
+def test_status_is_pending_until_a_worker_starts_then_success(client, stack_worker):
+    accepted = post(client, "diagnostics.echo", 42)
+    time.sleep(0.5)  # no worker: nothing can move it
+    pending = client.get(accepted["status_url"]).json()
+
+    stack_worker()
+    done = wait_for(client, accepted["status_url"], "success")
+
+    assert pending == {
+        "task_id": accepted["task_id"],
+        "status": "pending",
+        "result": None,
+        "error": None,
+    }
+    assert done["result"] == 42
+
+
+def test_status_is_processing_while_the_task_runs(client, stack_worker):
+    stack_worker()
+
+    accepted = post(client, "diagnostics.sleep", 3)
+    running = wait_for(client, accepted["status_url"], "processing")
+    done = wait_for(client, accepted["status_url"], "success")
+
+    assert (running["result"], running["error"]) == (None, None)
+    assert done["result"] >= 3
+
+
+def test_status_is_retrying_between_attempts_with_the_error_then_success(client, stack_worker):
+    stack_worker()
+
+    accepted = post(client, "diagnostics.fail", kwargs={"failures": 1})
+    retrying = wait_for(client, accepted["status_url"], "retrying")
+    done = wait_for(client, accepted["status_url"], "success")
+
+    assert "planned failure 1 of 1" in retrying["error"]
+    assert done["result"]["attempts"] == 2
+
+
+def test_a_task_failing_with_a_non_retryable_error_is_dead_lettered_with_its_error(
+    client, stack_worker
+):
+    stack_worker()
+
+    accepted = post(client, "diagnostics.always_fail", kwargs={"retryable": False})
+    body = wait_for(client, accepted["status_url"], "dead_lettered")
+
+    assert "always fails" in body["error"]
+    assert body["result"] is None
+
+
+def test_a_revoked_task_is_failure(client, stack_app, stack_worker):
+    stack_worker()
+    blocker = post(client, "diagnostics.sleep", 2)  # keeps the only slot busy
+    wait_for(client, blocker["status_url"], "processing")
+
+    accepted = post(client, "diagnostics.echo", "never")
+    stack_app.control.revoke(accepted["task_id"])
+    body = wait_for(client, accepted["status_url"], "failure")
+
+    assert "revoked" in body["error"].lower()
+
+
+def test_ready_is_503_naming_the_missing_workers_then_200_once_one_answers(client, stack_worker):
+    without = client.get("/ready")
+    worker = stack_worker()
+    with_worker = client.get("/ready")
+
+    assert without.status_code == 503
+    assert without.json()["redis"] is True
+    assert without.json()["missing"][0].startswith("workers: no worker answered ping")
+    assert with_worker.status_code == 200
+    assert with_worker.json() == {
+        "ready": True,
+        "redis": True,
+        "workers": [worker.hostname],
+        "missing": [],
+    }
+
+
+def test_with_redis_down_submit_status_and_ready_answer_503_within_seconds_and_recover(
+    client, stack_redis
+):
+    accepted = post(client, "diagnostics.echo", "before")
+    stack_redis.stop()
+
+    timings = {}
+    responses = {}
+    for label, call in {
+        "submit": lambda: client.post("/tasks", json={"name": "diagnostics.echo"}),
+        "status": lambda: client.get(accepted["status_url"]),
+        "ready": lambda: client.get("/ready"),
+    }.items():
+        started = time.monotonic()
+        responses[label] = call()
+        timings[label] = time.monotonic() - started
+    health = client.get("/health")
+    stack_redis.start()
+    recovered = client.post("/tasks", json={"name": "diagnostics.echo"})
+
+    assert {label: r.status_code for label, r in responses.items()} == {
+        "submit": 503,
+        "status": 503,
+        "ready": 503,
+    }
+    assert "did not accept the task" in responses["submit"].json()["detail"]
+    assert "REDIS_URL" in responses["submit"].json()["detail"]
+    assert "did not answer the status query" in responses["status"].json()["detail"]
+    assert responses["ready"].json()["redis"] is False
+    assert max(timings.values()) < REDIS_DOWN_BOUND_S, timings
+    assert health.status_code == 200
+    assert recovered.status_code == 202  # no restart of the API needed
+
+
+def test_docs_and_the_openapi_schema_list_the_core_endpoints(client):
+    paths = client.get("/openapi.json").json()["paths"]
+
+    assert client.get("/docs").status_code == 200
+    assert {"/tasks", "/task-status/{task_id}", "/health", "/ready"} <= set(paths)
