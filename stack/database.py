@@ -120,9 +120,10 @@ def run_select(
     """Run one read-only query; QueryRefused for anything else or a bad query."""
     kind = statement_kind(sql)
     if kind not in ("SELECT", "WITH", "VALUES"):
-        article = "an" if kind[:1] in tuple("AEIOU") else "a"
+        label = kind or "empty"
+        article = "an" if label[0].upper() in "AEIOU" else "a"
         raise QueryRefused(
-            f"only read-only SELECT queries are allowed, refused {article} {kind or 'empty'} "
+            f"only read-only SELECT queries are allowed, refused {article} {label} "
             "statement (the query database is read-only)"
         )
     try:

@@ -1,0 +1,91 @@
+"""The API's request model and error mapping, without Redis."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from stack.api import TaskRequest, create_app, status_code_for
+from stack.errors import (
+    BrokerUnavailable,
+    DeadLetterNotFound,
+    StackError,
+    UnknownQueue,
+    UnknownTask,
+)
+from stack.settings import Settings
+
+
+def test_a_request_needs_only_a_name_and_defaults_to_normal_priority_and_its_route():
+    request = TaskRequest(name="diagnostics.echo")
+
+    assert (request.args, request.kwargs, request.priority, request.queue) == (
+        [],
+        {},
+        "normal",
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "x", "priority": "urgent"},
+        {"name": "x", "args": {"a": 1}},
+        {"name": "x", "kwargs": [1]},
+        {"name": "x", "unexpected": 1},
+    ],
+)
+def test_malformed_requests_are_rejected(body):
+    with pytest.raises(ValidationError):
+        TaskRequest.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (UnknownTask("x"), 404),
+        (DeadLetterNotFound("r"), 404),
+        (UnknownQueue("q", ("default",)), 422),
+        (BrokerUnavailable("down"), 503),
+        (StackError("anything else"), 500),
+    ],
+)
+def test_each_stack_error_maps_to_one_http_status(error, code):
+    assert status_code_for(error) == code
+
+
+def test_a_subclass_of_a_mapped_error_takes_its_parents_status():
+    class SlowBroker(BrokerUnavailable):
+        pass
+
+    assert status_code_for(SlowBroker("slow")) == 503
+
+
+@pytest.fixture
+def offline_client():
+    """An API whose Redis is never reached: validation answers before any endpoint runs."""
+    settings = Settings.load(environ={"REDIS_URL": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def test_a_malformed_body_is_422_before_redis_is_touched(offline_client):
+    response = offline_client.post("/tasks", json={"name": "diagnostics.echo", "priority": 1})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "priority"]
+
+
+def test_an_unknown_task_is_404_before_redis_is_touched(offline_client):
+    response = offline_client.post("/tasks", json={"name": "nope.nothing"})
+
+    assert response.status_code == 404
+    assert "unknown task 'nope.nothing'" in response.json()["detail"]
+
+
+def test_health_answers_without_redis(offline_client):
+    assert offline_client.get("/health").json() == {"status": "ok"}
