@@ -8,6 +8,8 @@ the dev stack: `uvicorn --factory stack.api:create_app`, one process.
   and latency p50/p99 measured from each request's *scheduled* time, so a
   stalled sender is charged for the requests it delays.
 - Flat out (closed loop): the highest rate each path sustains, for context.
+- CPU ms per request: the publishing process's CPU (raw) against the API
+  server's (API), the figure a loaded machine disturbs least.
 
 Targets (issue 5): API submit >= 0.9x raw publish, API p99 < 20 ms at 500/s.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -25,10 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from pydantic import AliasChoices
 
 from stack.celery_app import create_celery_app
@@ -63,8 +68,29 @@ def percentile_ms(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
 
 
-def figures(latencies: list[float], elapsed_s: float, errors: int) -> dict[str, float]:
+CpuClock = Callable[[], float]
+
+
+def api_cpu_clock(pid: int) -> CpuClock:
+    """CPU seconds used so far by the API process and its uvicorn workers."""
+    root = psutil.Process(pid)
+
+    def clock() -> float:
+        total = 0.0
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
+
+    return clock
+
+
+def figures(
+    latencies: list[float], elapsed_s: float, errors: int, cpu_s: float
+) -> dict[str, float]:
     return {
+        "cpu_ms_per_request": cpu_s / len(latencies) * 1000,
         "requests": len(latencies),
         "errors": errors,
         "rate_per_s": len(latencies) / elapsed_s,
@@ -83,6 +109,7 @@ def raw_open_loop(settings: Settings, rate: float, count: int) -> dict[str, floa
     for i in range(WARMUP):
         task.apply_async(args=[i])
     latencies = []
+    cpu = time.process_time()
     start = time.perf_counter()
     for i in range(count):
         due = start + i / rate
@@ -92,8 +119,9 @@ def raw_open_loop(settings: Settings, rate: float, count: int) -> dict[str, floa
         task.apply_async(args=[i])
         latencies.append(time.perf_counter() - due)
     elapsed = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu
     app.close()
-    return figures(latencies, elapsed, 0)
+    return figures(latencies, elapsed, 0, cpu_s)
 
 
 def raw_flat_out(settings: Settings, count: int) -> dict[str, float]:
@@ -102,14 +130,16 @@ def raw_flat_out(settings: Settings, count: int) -> dict[str, float]:
     for i in range(WARMUP):
         task.apply_async(args=[i])
     latencies = []
+    cpu = time.process_time()
     start = time.perf_counter()
     for i in range(count):
         sent = time.perf_counter()
         task.apply_async(args=[i])
         latencies.append(time.perf_counter() - sent)
     elapsed = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu
     app.close()
-    return figures(latencies, elapsed, 0)
+    return figures(latencies, elapsed, 0, cpu_s)
 
 
 # --- the API --------------------------------------------------------------------------
@@ -160,7 +190,7 @@ class RawHttp:
         return status
 
 
-async def api_open_loop(port: int, rate: float, count: int) -> dict[str, float]:
+async def api_open_loop(port: int, rate: float, count: int, cpu: CpuClock) -> dict[str, float]:
     async with RawHttp(port, HTTP_CONNECTIONS) as client:
         await asyncio.gather(*(client.post_task(i) for i in range(WARMUP)))
         latencies: list[float] = []
@@ -171,6 +201,7 @@ async def api_open_loop(port: int, rate: float, count: int) -> dict[str, float]:
             errors += await client.post_task(i) != 202
             latencies.append(time.perf_counter() - due)
 
+        cpu_start = cpu()
         start = time.perf_counter()
         pending = []
         for i in range(count):
@@ -181,10 +212,11 @@ async def api_open_loop(port: int, rate: float, count: int) -> dict[str, float]:
             pending.append(asyncio.create_task(one(i, due)))
         await asyncio.gather(*pending)
         elapsed = time.perf_counter() - start
-    return figures(latencies, elapsed, errors)
+        cpu_s = cpu() - cpu_start
+    return figures(latencies, elapsed, errors, cpu_s)
 
 
-async def api_flat_out(port: int, count: int) -> dict[str, float]:
+async def api_flat_out(port: int, count: int, cpu: CpuClock) -> dict[str, float]:
     async with RawHttp(port, FLAT_OUT_CONCURRENCY) as client:
         await asyncio.gather(*(client.post_task(i) for i in range(WARMUP)))
         latencies: list[float] = []
@@ -198,10 +230,12 @@ async def api_flat_out(port: int, count: int) -> dict[str, float]:
                 errors += await client.post_task(i) != 202
                 latencies.append(time.perf_counter() - sent)
 
+        cpu_start = cpu()
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(FLAT_OUT_CONCURRENCY)))
         elapsed = time.perf_counter() - start
-    return figures(latencies, elapsed, errors)
+        cpu_s = cpu() - cpu_start
+    return figures(latencies, elapsed, errors, cpu_s)
 
 
 def start_api(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -247,16 +281,19 @@ def run(rate: float, seconds: float, api_workers: int, task_events: bool) -> dic
         )
         client = redis_client(settings)
         api = start_api(settings, Path(tmp) / "api.log")
+        api_cpu = api_cpu_clock(api.pid)
         try:
             results: dict[str, Any] = {}
             results["raw_at_target"] = raw_open_loop(settings, rate, count)
             client.flushdb()
-            results["api_at_target"] = asyncio.run(api_open_loop(settings.api_port, rate, count))
+            results["api_at_target"] = asyncio.run(
+                api_open_loop(settings.api_port, rate, count, api_cpu)
+            )
             client.flushdb()
             results["raw_flat_out"] = raw_flat_out(settings, FLAT_OUT_REQUESTS)
             client.flushdb()
             results["api_flat_out"] = asyncio.run(
-                api_flat_out(settings.api_port, FLAT_OUT_REQUESTS)
+                api_flat_out(settings.api_port, FLAT_OUT_REQUESTS, api_cpu)
             )
         finally:
             api.terminate()
@@ -282,7 +319,8 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"API: {results['api_workers']} uvicorn process(es); task events "
         f"{'on' if results['task_events'] else 'off'}; no worker consumes; one Redis",
-        f"{'path':<24}{'requests':>9}{'errors':>7}{'rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}",
+        f"{'path':<24}{'requests':>9}{'errors':>7}{'rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'CPU ms/req':>11}",
     ]
     for key, label in (
         ("raw_at_target", f"raw apply_async @{rate:g}"),
@@ -293,7 +331,7 @@ def report(results: dict[str, Any]) -> str:
         r = results[key]
         lines.append(
             f"{label:<24}{r['requests']:>9}{r['errors']:>7}{r['rate_per_s']:>9.0f}"
-            f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}"
+            f"{r['p50_ms']:>8.2f}{r['p99_ms']:>8.2f}{r['cpu_ms_per_request']:>11.2f}"
         )
     met = results["met"]
     lines.append(
