@@ -385,6 +385,28 @@ def _add_preflight(sub: Any) -> None:
     p.set_defaults(handler=cmd_preflight)
 
 
+# --- doctor -----------------------------------------------------------------------
+
+
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+
+    from stack.doctor import render_report, run_doctor
+
+    report = run_doctor(settings, os.environ)
+    _print_json(report.as_dict()) if args.json else print(render_report(report))
+    return 0 if report.ok else 1
+
+
+def _add_doctor(sub: Any) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="check settings, Redis, workers and a real task round trip; each problem with its fix",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=cmd_doctor)
+
+
 SUBCOMMANDS = [
     _add_submit,
     _add_up,
@@ -395,6 +417,7 @@ SUBCOMMANDS = [
     _add_health,
     _add_api,
     _add_preflight,
+    _add_doctor,
 ]
 
 

@@ -1,0 +1,127 @@
+"""`celery-stack doctor` against a real Redis and real workers: each failure named with its fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stack.connection import redis_client
+from stack.doctor import run_doctor
+from stack.pytest_plugin import worker_environ
+from stack.submit import submit
+
+pytestmark = pytest.mark.integration
+
+CLI_TIMEOUT_S = 60
+
+
+def by_name(report):
+    return {check.name: check for check in report.checks}
+
+
+def test_doctor_fails_on_a_dead_redis_and_says_how_to_start_one(
+    stack_app, stack_settings, stack_redis
+):
+    stack_redis.stop()
+
+    report = run_doctor(stack_settings, {})
+
+    checks = by_name(report)
+    assert not report.ok
+    assert checks["redis"].level == "fail"
+    assert "does not answer PING" in checks["redis"].detail
+    assert "REDIS_URL" in checks["redis"].fix
+    assert checks["workers"].level == "skip"
+
+
+def test_doctor_fails_when_no_worker_answers_ping(stack_app, stack_settings):
+    report = run_doctor(stack_settings, {})
+
+    checks = by_name(report)
+    assert not report.ok
+    assert checks["redis"].level == "ok"
+    assert checks["workers"].level == "fail"
+    assert "celery -A stack.celery_app worker" in checks["workers"].fix
+    assert checks["round trip"].level == "skip"
+
+
+def test_doctor_passes_with_a_worker_and_times_a_real_echo_round_trip(
+    stack_app, stack_settings, stack_worker
+):
+    worker = stack_worker(queues=["default", "file_processing"])
+
+    report = run_doctor(stack_settings, {})
+
+    checks = by_name(report)
+    assert report.ok, report.as_dict()
+    assert checks["workers"].data["workers"] == {worker.hostname: ["default", "file_processing"]}
+    assert checks["round trip"].level == "ok"
+    assert checks["round trip"].data["elapsed_ms"] > 0
+    assert checks["queues"].level == "warn"
+    assert "query_processing, maintenance" in checks["queues"].detail
+
+
+def test_doctor_warns_about_an_evicting_redis_without_persistence(
+    stack_app, stack_settings, stack_worker
+):
+    stack_worker()
+    client = redis_client(stack_settings)
+    saved = {key: client.config_get(key)[key] for key in ("maxmemory-policy", "appendonly")}
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    client.config_set("appendonly", "no")
+    try:
+        report = run_doctor(stack_settings, {})
+    finally:
+        for key, value in saved.items():
+            client.config_set(key, value)
+        client.close()
+
+    checks = by_name(report)
+    assert report.ok  # tasks still run: these are warnings
+    assert checks["redis eviction"].level == "warn"
+    assert "allkeys-lru" in checks["redis eviction"].detail
+    assert "noeviction" in checks["redis eviction"].fix
+    assert checks["redis persistence"].level == "warn"
+
+
+def test_doctor_notices_the_heartbeat_of_the_maintenance_health_check(
+    stack_app, stack_settings, stack_worker
+):
+    stack_worker()
+    before = by_name(run_doctor(stack_settings, {}))["beat"]
+    task_id = submit(stack_app, "maintenance.health_check")
+    stack_app.AsyncResult(task_id).get(timeout=30)
+    after = by_name(run_doctor(stack_settings, {}))["beat"]
+
+    assert before.level == "warn"
+    assert after.level == "ok"
+    assert "last health check" in after.detail
+
+
+def test_the_cli_exits_1_without_a_worker_and_0_with_one_printing_json(
+    stack_app, stack_settings, stack_worker, stack_worker_env_file
+):
+    env = worker_environ(stack_settings, stack_worker_env_file, os.environ, sys.path)
+
+    def doctor():
+        return subprocess.run(
+            [sys.executable, "-m", "stack", "doctor", "--json"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+        )
+
+    without = doctor()
+    stack_worker()
+    with_worker = doctor()
+
+    assert without.returncode == 1, without.stderr
+    assert json.loads(without.stdout)["ok"] is False
+    assert with_worker.returncode == 0, with_worker.stdout + with_worker.stderr
+    assert json.loads(with_worker.stdout)["ok"] is True
