@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -62,6 +63,8 @@ HISTOGRAMS = {
     ),
 }
 
+FLUSH_EVERY_S = 0.5  # a pool child's counts reach Redis within this long ...
+FLUSH_EVERY_TASKS = 200  # ... or after this many tasks, whichever comes first
 HEARTBEAT_INTERVAL_S = 10.0  # each worker refreshes its entry this often ...
 HEARTBEAT_STALE_S = 3 * HEARTBEAT_INTERVAL_S  # ... and counts as down after three misses
 HEARTBEAT_JOIN_S = 2.0  # a shutdown waits this long for a heartbeat in flight
@@ -76,11 +79,23 @@ def bucket_index(buckets: Sequence[float], value: float) -> int:
 
 
 class MetricsRecorder:
-    """Adds to the stack-wide totals in Redis; never fails the caller."""
+    """Adds to the stack-wide totals in Redis; never fails the caller.
+
+    In a pool child the per-task increments are buffered and written in one
+    pipeline every ``FLUSH_EVERY_S`` or ``FLUSH_EVERY_TASKS`` tasks (and when
+    the child exits): many increments of one counter become one ``HINCRBY``,
+    which keeps the cost per no-op task small. Failures are written at once.
+    """
 
     def __init__(self, client: redis.Redis[bytes], key_prefix: str) -> None:
         self.redis = client
         self.prefix = f"{key_prefix}metrics:"
+        self._lock = threading.Lock()
+        self._ints: dict[tuple[str, str], int] = {}
+        self._floats: dict[tuple[str, str], float] = {}
+        self._buffered = 0
+        self._flushed_at = time.monotonic()
+        self._flusher_pid = 0
 
     def counter_key(self, event: str) -> str:
         return f"{self.prefix}counter:{event}"
@@ -98,21 +113,68 @@ class MetricsRecorder:
         queue: str,
         events: Iterable[str] = (),
         observations: Iterable[tuple[str, float]] = (),
+        buffered: bool = False,
     ) -> None:
-        """Count ``events`` and observe ``(histogram, seconds)`` pairs in one round trip."""
+        """Count ``events`` and observe ``(histogram, seconds)`` pairs: now, in one round
+        trip, or (``buffered``) with the next flush."""
         labels = f"{task}{SEP}{queue}"
-        pipe = self.redis.pipeline(transaction=False)
-        for event in events:
-            pipe.hincrby(self.counter_key(event), labels, 1)
+        ints = [(self.counter_key(event), labels) for event in events]
+        floats = []
         for name, seconds in observations:
-            buckets = HISTOGRAMS[name][2]
             key = self.histogram_key(name)
-            pipe.hincrby(key, f"{labels}{SEP}{bucket_index(buckets, seconds)}", 1)
-            pipe.hincrbyfloat(key, f"{labels}{SEP}sum", seconds)
+            ints.append((key, f"{labels}{SEP}{bucket_index(HISTOGRAMS[name][2], seconds)}"))
+            floats.append((key, f"{labels}{SEP}sum", seconds))
+        if not buffered:
+            self._write(_count(ints), {(key, field): v for key, field, v in floats})
+            return
+        with self._lock:
+            for item in ints:
+                self._ints[item] = self._ints.get(item, 0) + 1
+            for key, field, seconds in floats:
+                self._floats[(key, field)] = self._floats.get((key, field), 0.0) + seconds
+            self._buffered += 1
+            due = (
+                self._buffered >= FLUSH_EVERY_TASKS
+                or time.monotonic() - self._flushed_at >= FLUSH_EVERY_S
+            )
+        self._ensure_flusher()
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered (one pipeline)."""
+        with self._lock:
+            ints, floats = self._ints, self._floats
+            self._ints, self._floats, self._buffered = {}, {}, 0
+            self._flushed_at = time.monotonic()
+        if ints or floats:
+            self._write(ints, floats)
+
+    def _write(
+        self, ints: dict[tuple[str, str], int], floats: dict[tuple[str, str], float]
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for (key, field), amount in ints.items():
+            pipe.hincrby(key, field, amount)
+        for (key, field), seconds in floats.items():
+            pipe.hincrbyfloat(key, field, seconds)
         try:
             pipe.execute()
         except redis.RedisError as exc:  # the broker is down too; the task must not fail
             log.debug("metrics not recorded (%s)", exc)
+
+    def _ensure_flusher(self) -> None:
+        """A daemon thread per process flushes an idle child's last counts."""
+        if self._flusher_pid == os.getpid():
+            return
+        self._flusher_pid = os.getpid()
+
+        def flush_periodically() -> None:
+            while True:
+                time.sleep(FLUSH_EVERY_S)
+                self.flush()
+
+        threading.Thread(target=flush_periodically, name="stack-metrics-flush", daemon=True).start()
 
     def heartbeat(self, hostname: str) -> None:
         try:
@@ -125,6 +187,13 @@ class MetricsRecorder:
             self.redis.zrem(self.workers_key, hostname)
         except redis.RedisError as exc:
             log.debug("worker exit not recorded (%s)", exc)
+
+
+def _count(items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
 
 
 def recorder_of(app: Celery) -> MetricsRecorder:
@@ -170,6 +239,9 @@ def install(app: Celery) -> None:
     signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="stack.metrics.up")
     signals.worker_shutdown.connect(
         _on_worker_shutdown, weak=False, dispatch_uid="stack.metrics.down"
+    )
+    signals.worker_process_shutdown.connect(
+        _on_child_exit, weak=False, dispatch_uid="stack.metrics.child"
     )
     kit.task_dead_lettered.connect(_on_dead_lettered, weak=False, dispatch_uid="stack.metrics.dl")
     kit.task_rate_limited.connect(_on_rate_limited, weak=False, dispatch_uid="stack.metrics.rl")
@@ -226,7 +298,9 @@ def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _started_at[str(task_id)] = time.monotonic()
     wait = _queue_wait_s(task.request, time.time())
     observations = [("queue_wait", wait)] if wait is not None else []
-    recorder_of(task.app).record(task.name, _queue_of(task), ("started",), observations)
+    recorder_of(task.app).record(
+        task.name, _queue_of(task), ("started",), observations, buffered=True
+    )
 
 
 def _on_postrun(
@@ -238,7 +312,17 @@ def _on_postrun(
     outcome = OUTCOME_OF_STATE.get(str(state))
     events = (outcome,) if outcome else ()
     observations = [("runtime", time.monotonic() - started)] if started is not None else []
-    recorder_of(task.app).record(task.name, _queue_of(task), events, observations)
+    recorder = recorder_of(task.app)
+    recorder.record(task.name, _queue_of(task), events, observations, buffered=True)
+    if outcome != "succeeded":  # failures, retries and deferrals are worth writing at once
+        recorder.flush()
+
+
+def _on_child_exit(**_: Any) -> None:
+    """A pool child leaving (recycled, warm shutdown) writes what it buffered."""
+    app = _app
+    if app is not None and _enabled(app):
+        recorder_of(app).flush()
 
 
 def _on_dead_lettered(sender: str | None = None, record: Any = None, **_: Any) -> None:

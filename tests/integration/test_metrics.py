@@ -100,6 +100,13 @@ def two_apis(stack_app, stack_settings) -> Iterator[tuple[ApiProcess, ApiProcess
             api.stop()
 
 
+def wait_until(predicate, timeout_s: float = TASK_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "metrics did not settle"
+        time.sleep(0.2)
+
+
 def count(samples, name: str, **labels: str) -> float:
     """Sum of the samples named ``name`` whose labels include ``labels``."""
     return sum(
@@ -127,6 +134,8 @@ def test_counters_and_depths_match_a_batch_across_two_api_processes(
         )
     for task_id in ids:
         stack_app.AsyncResult(task_id).get(timeout=TASK_TIMEOUT_S, propagate=False)
+    # Pool children write their counts within FLUSH_EVERY_S of a task's end.
+    wait_until(lambda: count(first.metrics(), "celery_stack_tasks_succeeded_total") >= 15)
 
     scrapes = [first.metrics(), second.metrics()]
     assert scrapes[0] == scrapes[1]  # every API process reads the same totals
