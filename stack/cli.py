@@ -7,6 +7,7 @@ message and exits 1; bad usage exits 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -38,13 +39,17 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
         queue=args.queue,
     )
     if args.wait is not None:
-        result = app.AsyncResult(task_id).get(timeout=args.wait, propagate=False)
-        value = {
-            "task_id": task_id,
-            "status": app.AsyncResult(task_id).state.lower(),
-            "result": result,
-        }
-        _print_json(value) if args.json else print(f"{task_id} {value['status']} {result!r}")
+        from celery.exceptions import TimeoutError as ResultTimeout
+
+        from stack.status import task_status
+
+        with contextlib.suppress(ResultTimeout):  # not done yet: report where it stands
+            app.AsyncResult(task_id).get(timeout=args.wait, propagate=False)
+        status = task_status(app, task_id)  # the API's shape and vocabulary
+        outcome = status.result if status.error is None else status.error
+        _print_json(status.model_dump()) if args.json else print(
+            f"{task_id} {status.status} {outcome!r}"
+        )
     else:
         _print_json({"task_id": task_id}) if args.json else print(task_id)
     return 0

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stack.pytest_plugin import worker_environ
 from stack.submit import submit
 from stack.task import redis_of
 from stack.tasks.maintenance import heartbeat_key, last_heartbeat
@@ -14,6 +18,7 @@ from stack.tasks.maintenance import heartbeat_key, last_heartbeat
 pytestmark = pytest.mark.integration
 
 RESULT_TIMEOUT_S = 30
+CLI_TIMEOUT_S = 60
 
 
 @pytest.fixture
@@ -186,3 +191,36 @@ def test_health_check_pings_redis_and_leaves_a_heartbeat_for_doctor(
     assert record["worker"] == worker.hostname
     assert last_heartbeat(redis_of(stack_app), stack_settings) == record
     assert redis_of(stack_app).ttl(heartbeat_key(stack_settings)) > 0
+
+
+def test_the_cli_submits_a_query_waits_and_prints_the_apis_status_shape(
+    stack_app, stack_settings, stack_worker, stack_worker_env_file
+):
+    stack_worker(queues=["query_processing"])
+    env = worker_environ(stack_settings, stack_worker_env_file, os.environ, sys.path)
+    command = [sys.executable, "-m", "stack", "submit", "queries.run_query", "--wait", "30"]
+
+    done = subprocess.run(
+        [*command, "--args", '["SELECT COUNT(*) AS n FROM sales"]', "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+    refused = subprocess.run(
+        [*command, "--args", '["DROP TABLE sales"]'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert (status["status"], status["result"]["rows"], status["error"]) == (
+        "success",
+        [[60]],
+        None,
+    )
+    assert " dead_lettered " in refused.stdout
+    assert "refused a DROP statement" in refused.stdout
