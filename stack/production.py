@@ -28,7 +28,16 @@ from importlib import resources
 from pathlib import Path
 
 from stack.preflight import check_redis_auth, check_settings, enforce
-from stack.services import BEAT_SCHEDULE, REDIS, Service, dev_services, worker_hostname
+from stack.redis_server import find_redis_binary, redis_args
+from stack.services import (
+    BEAT_SCHEDULE,
+    REDIS,
+    Service,
+    dev_services,
+    local_redis_port,
+    redis_password,
+    worker_hostname,
+)
 from stack.settings import Settings, settings_env
 
 PROFILE = "production"
@@ -36,6 +45,7 @@ WORKER_CONCURRENCY = 4  # the seeds' production figure ("Celery workers (4 concu
 MAX_TASKS_PER_CHILD = 1000  # a leaking task library is reset every 1,000 tasks ...
 MAX_MEMORY_PER_CHILD_KB = 512_000  # ... or once a child holds 500 MB resident
 SOFT_SHUTDOWN_FRACTION = 0.8  # running tasks get most of the launcher's stop budget
+REDIS_CONFIG = "redis-production.conf"  # in the data dir, mode 0600: holds requirepass
 UVICORN_LOG_CONFIG = "uvicorn-log.json"  # stack/data: uvicorn's loggers as JSON lines
 
 
@@ -120,6 +130,32 @@ def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict
     return {name: ours.get(name, command) for name, command in commands.items()}
 
 
+def redis_command(settings: Settings) -> str:
+    """The local production Redis, its password read from a 0600 file in the data dir
+    (on its command line, `ps` would show it to every local user)."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config = data_dir / REDIS_CONFIG
+    password = redis_password(settings) or ""
+    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
+    config.touch(mode=0o600)
+    config.chmod(0o600)
+    config.write_text(f'requirepass "{escaped}"\n')
+    return shlex.join(
+        [
+            find_redis_binary(),
+            str(config),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--logfile",
+            "",
+            *redis_args(local_redis_port(settings), None, "everysec"),
+        ]
+    )
+
+
 def flower_env(settings: Settings) -> dict[str, str]:
     """Flower reads FLOWER_* options from its environment: the secrets stay off argv."""
     env = {}
@@ -150,6 +186,8 @@ def production_services(
     )
     result = []
     for service in services:
+        if service.name == REDIS and not service.external:
+            service = dataclasses.replace(service, command=redis_command(effective))
         env = {**service.env, **overrides, "STACK_SERVICE": service.name}
         if service.name == "flower":
             env.update(flower_env(effective))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 
@@ -106,6 +107,12 @@ class Stack:
         return self.process.returncode
 
 
+def command_lines_mentioning(text: str) -> list[str]:
+    """Every process command line (what `ps` shows any local user) containing ``text``."""
+    lines = [" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"])]
+    return [line for line in lines if text in line]
+
+
 @pytest.fixture
 def production(tmp_path) -> Iterator[Stack]:
     env = clean_env(
@@ -134,6 +141,10 @@ def test_configured_production_stack_is_ready_and_locked_down(production):
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     anonymous.close()
+    redis_port = env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
+    command_lines = command_lines_mentioning(redis_port)
+    assert command_lines  # redis-server (and the shell that started it) ...
+    assert not any(SECRET in line for line in command_lines)  # ... never show the password
 
     assert httpx.get(f"{flower}/").status_code == 401
     assert httpx.get(f"{flower}/api/workers").status_code == 401
