@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import pytest
 from fastapi.testclient import TestClient
 
 from stack.api import create_app
+from stack.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -214,6 +217,49 @@ def test_with_redis_down_submit_status_and_ready_answer_503_within_seconds_and_r
     assert max(timings.values()) < REDIS_DOWN_BOUND_S, timings
     assert health.status_code == 200
     assert recovered.status_code == 202  # no restart of the API needed
+
+
+@pytest.fixture
+def silent_redis():
+    """A TCP server that accepts connections and never answers: a stopped or partitioned Redis."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+def test_a_redis_that_takes_connections_but_never_answers_is_503_not_a_hang(silent_redis):
+    settings = Settings.load(environ={"REDIS_URL": silent_redis})
+
+    with TestClient(create_app(settings)) as client:
+        timings, codes = {}, {}
+        for label, call in {
+            "submit": lambda: client.post("/tasks", json={"name": "diagnostics.echo"}),
+            "status": lambda: client.get("/task-status/some-id"),
+            "ready": lambda: client.get("/ready"),
+        }.items():
+            started = time.monotonic()
+            codes[label] = call().status_code
+            timings[label] = time.monotonic() - started
+
+    assert codes == {"submit": 503, "status": 503, "ready": 503}
+    assert max(timings.values()) < REDIS_DOWN_BOUND_S, timings
 
 
 def test_docs_and_the_openapi_schema_list_the_core_endpoints(client):
