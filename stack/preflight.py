@@ -298,6 +298,21 @@ def enforce(settings: Settings, findings: list[Finding]) -> list[Finding]:
     return findings
 
 
+def warn_once(settings: Settings) -> list[Finding]:
+    """The dev profile's one line: how many items production would refuse, and where to look."""
+    findings = check_settings(settings, {})
+    refused = [f for f in findings if f.severity == "error"]
+    if refused:
+        names = ", ".join(sorted({f.variable for f in refused}))
+        log.warning(
+            "preflight: the production profile would refuse %d item(s) (%s); "
+            "`celery-stack preflight` lists them",
+            len(refused),
+            names,
+        )
+    return findings
+
+
 def preflight(
     settings: Settings, environ: Mapping[str, str], probe_redis: bool = True
 ) -> list[Finding]:

@@ -234,10 +234,16 @@ def dev_services(
 
 ProfileBuilder = Callable[[Settings, Mapping[str, str], bool], list[Service]]
 
+
 # profile name -> builder. The production profile registers itself here.
-PROFILES: dict[str, ProfileBuilder] = {
-    "dev": lambda settings, commands, running: dev_services(settings, commands, running),
-}
+def _dev(settings: Settings, commands: Mapping[str, str], running: bool) -> list[Service]:
+    from stack.preflight import warn_once  # dev only warns (one line) about what production refuses
+
+    warn_once(settings)
+    return dev_services(settings, commands, running)
+
+
+PROFILES: dict[str, ProfileBuilder] = {"dev": _dev}
 
 
 def _production(settings: Settings, commands: Mapping[str, str], running: bool) -> list[Service]:

@@ -164,3 +164,11 @@ def test_dev_profile_only_warns(caplog):
 def test_production_warnings_alone_do_not_refuse():
     settings = load(REDIS_URL="redis://10.0.0.3:6379/0")
     assert variables(enforce(settings, check_settings(settings, {}))) == ["REDIS_URL"]
+
+
+def test_the_dev_profile_warns_in_one_line(caplog):
+    from stack.preflight import warn_once
+
+    warn_once(Settings.load(environ={}))
+    assert len(caplog.records) == 1
+    assert "STACK_API_KEY" in caplog.text and "celery-stack preflight" in caplog.text
