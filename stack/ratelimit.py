@@ -7,18 +7,27 @@ Redis, on Redis's clock, so the limit holds for the whole cluster.
 The script combines two rules:
 
 * next free slot (GCRA with no burst): a newcomer that is over the limit is
-  given its own future slot, one ``period / limit`` after the previous one,
-  and the caller defers the task until then. Deferred tasks come back spread
-  out, in order, instead of stampeding at the same instant.
+  given its own future slot, one ``interval`` after the previous one, and the
+  caller defers the task until then. Deferred tasks come back spread out, in
+  order, instead of stampeding at the same instant.
 * sliding window guard: nothing is granted while the last ``period`` (plus a
   small margin) already holds ``limit`` grants, so no window of one period
   ever exceeds the limit, even when deferred tasks come back late and bunch up.
+
+The spacing is ``(period + margin) / limit``, so an on-time schedule never
+trips the guard. A broker countdown comes back late under load (the worker's
+main process must get the CPU to fire it), so a deferral aims ``lead_s``
+early and the worker sleeps out what is left; any wait up to ``hold_s`` is
+slept in the worker rather than sent through the broker, so late arrivals do
+not push each other further back.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +39,12 @@ from stack.settings import Settings
 US_PER_S = 1_000_000
 # A task runs a moment after its grant, and that moment varies: a guard window
 # this much longer than the period keeps run times, not just grants, within the limit.
-GUARD_MARGIN_S = 0.05
-GUARD_MARGIN_OF_INTERVAL = 0.25  # ... but never more than a quarter of the spacing
+GUARD_MARGIN_S = 0.02
+GUARD_MARGIN_OF_INTERVAL = 0.1  # ... and never more than a tenth of the spacing (2 % of rate)
+# A wait this short is slept in the worker: a broker countdown is often later than that.
+HOLD_MAX_S = 0.1
+HOLD_MAX_OF_INTERVAL = 0.5
+MAX_HOLDS = 3  # then defer through the broker anyway (heavy contention)
 PERIODS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 RATE_PATTERN = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d*\.?\d*)\s*([smhd])?)?\s*$")
 
@@ -39,21 +52,20 @@ ACQUIRE_LUA = """
 -- Grant one run of a rate-limited task type now, or reserve a later slot.
 -- KEYS[1]  window: zset of recent grants (member -> grant time, us)
 -- KEYS[2]  next:   the next free slot for a newcomer (us, a string)
--- ARGV[1]  limit        grants allowed per period
--- ARGV[2]  period_us    the period, in microseconds
--- ARGV[3]  reserved_us  the slot this task was given by an earlier deferral, or 0
--- ARGV[4]  member       a unique id for this attempt's grant
--- ARGV[5]  margin_us    the guard window is period + margin long
+-- ARGV[1]  limit        grants allowed per guard window
+-- ARGV[2]  guard_us     the guard window: the period plus a small margin (us)
+-- ARGV[3]  interval_us  the spacing of reserved slots: guard_us / limit
+-- ARGV[4]  reserved_us  the slot this task was given by an earlier deferral, or 0
+-- ARGV[5]  member       a unique id for this attempt's grant
 -- Returns {granted, at_us, now_us} on Redis's clock:
 --   granted = 1: run now; at_us = now_us = the grant time.
 --   granted = 0: defer until at_us, then call again with ARGV[3] = at_us.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local reserved = tonumber(ARGV[3])
-local interval = math.floor(period / limit)
-local guard = period + tonumber(ARGV[5])
+local guard = tonumber(ARGV[2])
+local interval = tonumber(ARGV[3])
+local reserved = tonumber(ARGV[4])
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - guard)
 local count = redis.call('ZCARD', KEYS[1])
@@ -65,26 +77,26 @@ end
 local next_free = tonumber(redis.call('GET', KEYS[2]) or '0')
 
 local function grant()
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('ZADD', KEYS[1], now, ARGV[5])
   redis.call('PEXPIRE', KEYS[1], math.ceil(guard / 1000) + 1000)
   return {1, now, now}
 end
 
 if reserved > 0 then
-  -- A deferred task back for the slot it holds: the window alone decides,
-  -- once the slot has come (a long wait may have been cut into legs).
-  if reserved - now > interval / 2 then return {0, reserved, now} end
+  -- A deferred task back for the slot it holds: not before the slot (it may
+  -- come early, or a long wait may have been cut into legs), then the window decides.
+  if reserved > now then return {0, reserved, now} end
   if count < limit then return grant() end
   return {0, room_at, now}
 end
 if count < limit and next_free <= now then
   redis.call('SET', KEYS[2], string.format('%d', now + interval),
-             'PX', math.ceil((interval + period) / 1000))
+             'PX', math.ceil((interval + guard) / 1000))
   return grant()
 end
 local slot = math.max(next_free, now, room_at)
 redis.call('SET', KEYS[2], string.format('%d', slot + interval),
-           'PX', math.ceil((slot + interval - now + period) / 1000))
+           'PX', math.ceil((slot + interval - now + guard) / 1000))
 return {0, slot, now}
 """
 
@@ -114,13 +126,28 @@ class Rate:
         return cls(int(count), period)
 
     @property
-    def interval_s(self) -> float:
-        """The spacing between two grants at full speed."""
-        return self.period_s / self.limit
+    def guard_margin_s(self) -> float:
+        return min(GUARD_MARGIN_S, GUARD_MARGIN_OF_INTERVAL * self.period_s / self.limit)
 
     @property
-    def guard_margin_s(self) -> float:
-        return min(GUARD_MARGIN_S, GUARD_MARGIN_OF_INTERVAL * self.interval_s)
+    def guard_s(self) -> float:
+        """The sliding window no more than ``limit`` grants may share."""
+        return self.period_s + self.guard_margin_s
+
+    @property
+    def interval_s(self) -> float:
+        """The spacing between two reserved slots: the guard window shared out evenly."""
+        return self.guard_s / self.limit
+
+    @property
+    def hold_s(self) -> float:
+        """The longest wait a worker sleeps through rather than defer through the broker."""
+        return min(HOLD_MAX_S, HOLD_MAX_OF_INTERVAL * self.interval_s)
+
+    @property
+    def lead_s(self) -> float:
+        """How early a deferred task is sent back for its slot (it sleeps out the rest)."""
+        return self.hold_s / 2
 
     def __str__(self) -> str:
         return f"{self.limit}/{self.period_s:g}s"
@@ -181,13 +208,30 @@ class RateLimiter:
             keys=self.keys(name),
             args=[
                 rate.limit,
-                round(rate.period_s * US_PER_S),
+                round(rate.guard_s * US_PER_S),
+                round(rate.interval_s * US_PER_S),
                 reserved_us,
                 uuid.uuid4().hex,
-                round(rate.guard_margin_s * US_PER_S),
             ],
         )
         return Grant(bool(granted), int(at_us) / US_PER_S, int(now_us) / US_PER_S)
+
+    def acquire_or_hold(
+        self,
+        name: str,
+        rate: Rate,
+        reserved_s: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Grant:
+        """``acquire``, sleeping through waits no longer than ``rate.hold_s`` (a few times at
+        most); a refused Grant means: defer the task through the broker until ``at_s``."""
+        grant = self.acquire(name, rate, reserved_s)
+        for _ in range(MAX_HOLDS):
+            if grant.granted or grant.wait_s > rate.hold_s:
+                break
+            sleep(grant.wait_s)
+            grant = self.acquire(name, rate, grant.at_s)
+        return grant
 
     def reset(self, name: str) -> None:
         """Forget a task type's history (tests, or after changing its limit)."""

@@ -161,18 +161,18 @@ class StackTask(Task):  # type: ignore[misc]
         if rate is None:
             return
         reserved = request.get(RATE_SLOT_HEADER)  # custom headers become request attributes
-        grant = RateLimiter(self.redis, settings).acquire(self.name, rate, reserved)
+        grant = RateLimiter(self.redis, settings).acquire_or_hold(self.name, rate, reserved)
         if not grant.granted:
-            self._defer(request, settings, grant)
+            self._defer(request, settings, grant, max(0.0, grant.wait_s - rate.lead_s))
         request.stack_rate_granted_at = grant.at_s
 
-    def _defer(self, request: Any, settings: Settings, grant: Grant) -> None:
+    def _defer(self, request: Any, settings: Settings, grant: Grant, countdown_s: float) -> None:
         """Republish this very task (same id, same retry count) for its slot; ack this copy.
 
         A countdown message does not hold a prefetch slot (the worker raises its
         QoS for it), and it stays in Redis's unacked set until it runs: never lost.
         """
-        wait_s = min(grant.wait_s, settings.visibility_timeout_s * MAX_DEFER_FRACTION)
+        wait_s = min(countdown_s, settings.visibility_timeout_s * MAX_DEFER_FRACTION)
         queue, priority = origin(request.delivery_info)
         headers = carried_headers(request.headers, **{RATE_SLOT_HEADER: grant.at_s})
         try:

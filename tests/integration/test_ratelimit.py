@@ -1,9 +1,14 @@
 """The global rate limit holds across worker processes and hosts, and defers without failing.
 
 Windows are measured on the limiter's grant times: the instant the Lua script
-let a task run, on Redis's clock, the one clock every worker shares. The task
-body starts right after (same process, microseconds later); ``ran_at`` comes
-from each worker's own clock and would add their skew on real hosts.
+let a task run, on Redis's clock, the one clock every worker shares, and the
+point where the limit is enforced. The task body starts right after, in the
+same process; ``ran_at`` comes from each worker's own clock (skewed on real
+hosts) and trails the grant by however long the OS keeps that process waiting.
+
+"Within 10 % overall": N tasks at the limit occupy N slots of 1 / rate
+seconds, from the first grant to one slot past the last; the measured time
+(on the same Redis clock) must be within 10 % of N / rate.
 """
 
 from __future__ import annotations
@@ -50,8 +55,9 @@ def test_two_workers_share_one_limit_and_defer_tasks_without_failing_or_losing_t
     assert sorted(r["value"] for r in results) == list(range(TASKS))
     granted = sorted(r["granted_at"] for r in results)
     assert busiest_window(granted) <= LIMIT_PER_S
-    measured_rate = (TASKS - 1) / (granted[-1] - granted[0])
-    assert abs(measured_rate - LIMIT_PER_S) <= TOLERANCE * LIMIT_PER_S, measured_rate
+    elapsed_s = granted[-1] - granted[0] + 1 / LIMIT_PER_S
+    expected_s = TASKS / LIMIT_PER_S
+    assert abs(elapsed_s - expected_s) <= TOLERANCE * expected_s, (elapsed_s, expected_s)
     metas = [stack_app.backend.get_task_meta(task_id) for task_id in ids]
     assert all(meta["retries"] == 0 for meta in metas)  # a deferral is not a retry
     workers = {meta["worker"] for meta in metas}

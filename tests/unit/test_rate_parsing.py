@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stack.errors import SettingsError
-from stack.ratelimit import Grant, Rate, rate_for, rate_limits
+from stack.ratelimit import Grant, Rate, RateLimiter, rate_for, rate_limits
 from stack.settings import Settings
 
 
@@ -32,14 +32,47 @@ def test_malformed_rates_are_refused_with_an_example(text):
         Rate.parse(text)
 
 
-def test_a_rate_spaces_its_grants_evenly():
-    assert Rate.parse("5/s").interval_s == pytest.approx(0.2)
-    assert Rate.parse("30/m").interval_s == pytest.approx(2.0)
+def test_a_rate_spaces_its_slots_evenly_over_its_guard_window():
+    five = Rate.parse("5/s")
+    assert five.guard_s == pytest.approx(1.02)
+    assert five.interval_s == pytest.approx(0.204)
+    assert Rate.parse("30/m").interval_s == pytest.approx(60.02 / 30)
 
 
 def test_the_guard_margin_stays_small_against_the_spacing():
-    assert Rate.parse("5/s").guard_margin_s == pytest.approx(0.05)
-    assert Rate.parse("100/s").guard_margin_s == pytest.approx(0.0025)
+    assert Rate.parse("5/s").guard_margin_s == pytest.approx(0.02)
+    assert Rate.parse("100/s").guard_margin_s == pytest.approx(0.001)
+
+
+def test_short_waits_are_held_in_the_worker_long_ones_are_not():
+    assert Rate.parse("5/s").hold_s == pytest.approx(0.1)
+    assert Rate.parse("100/s").hold_s == pytest.approx(0.005005)
+    assert Rate.parse("10/m").hold_s == pytest.approx(0.1)
+
+
+class ScriptedLimiter(RateLimiter):
+    """The limiter with its Lua call replaced by a script of answers (no Redis)."""
+
+    def __init__(self, answers: list[Grant]) -> None:
+        self.answers, self.calls = answers, []
+
+    def acquire(self, name, rate, reserved_s=None):
+        self.calls.append(reserved_s)
+        return self.answers.pop(0)
+
+
+def test_a_short_wait_is_slept_then_the_reserved_slot_claimed():
+    limiter = ScriptedLimiter([Grant(False, 10.05, 10.0), Grant(True, 10.05, 10.05)])
+    slept = []
+    grant = limiter.acquire_or_hold("t", Rate.parse("5/s"), sleep=slept.append)
+    assert grant.granted and slept == [pytest.approx(0.05)] and limiter.calls == [None, 10.05]
+
+
+def test_a_long_wait_is_left_to_the_broker():
+    limiter = ScriptedLimiter([Grant(False, 11.0, 10.0)])
+    slept = []
+    grant = limiter.acquire_or_hold("t", Rate.parse("5/s"), sleep=slept.append)
+    assert not grant.granted and grant.wait_s == pytest.approx(1.0) and slept == []
 
 
 def test_a_grant_says_how_long_to_wait():
