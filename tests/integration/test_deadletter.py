@@ -170,7 +170,7 @@ def test_api_lists_shows_replays_and_deletes_dead_letters(
 def test_cli_lists_shows_replays_and_purges_only_when_confirmed(
     stack_app, stack_worker, stack_dead_letters, stack_settings, stack_worker_env_file
 ):
-    stack_worker(concurrency=1)
+    worker = stack_worker(concurrency=1)
     task_id = submit(stack_app, "diagnostics.always_fail", kwargs={"retryable": False})
     wait_accounted(stack_app, stack_dead_letters, [task_id], timeout_s=30)
     env = worker_environ(stack_settings, stack_worker_env_file, os.environ, sys.path)
@@ -201,3 +201,11 @@ def test_cli_lists_shows_replays_and_purges_only_when_confirmed(
     assert stack_dead_letters.count() == 2
     assert json.loads(cli("dlq", "purge", "--yes", "--json").stdout) == {"purged": 2}
     assert stack_dead_letters.count() == 0
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["dead_letters"] == 0 and status["workers"] == [worker.hostname]
+    assert set(status["queues"]) == {
+        "default",
+        "file_processing",
+        "query_processing",
+        "maintenance",
+    }
