@@ -1,0 +1,126 @@
+"""rediss://: broker and result backend both over TLS, with a CA and a client certificate."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from stack.celery_app import load_app
+from stack.preflight import check_settings
+from stack.redis_server import free_port, wait_until_ready
+from stack.settings import Settings, settings_env
+from stack.submit import submit
+from stack.worker import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t-but-long-enough-0123456789"
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_certificates(directory: Path) -> None:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate."""
+    openssl(
+        "req", "-x509", "-new", "-nodes", "-newkey", "rsa:2048", "-days", "1",
+        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=celery-stack test CA",
+        cwd=directory,
+    )  # fmt: skip
+    (directory / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    for name in ("server", "client"):
+        openssl(
+            "req", "-new", "-nodes", "-newkey", "rsa:2048",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+            cwd=directory,
+        )  # fmt: skip
+        openssl(
+            "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "1", "-out", f"{name}.crt", "-extfile", "san.ext",
+            cwd=directory,
+        )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """redis-server speaking TLS only, requiring a client certificate and a password."""
+    tmp_path = tmp_path_factory.mktemp("tls")
+    binary = shutil.which("redis-server")
+    if binary is None or shutil.which("openssl") is None:
+        pytest.fail("this test needs redis-server (built with TLS) and openssl on PATH")
+    make_certificates(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+            "--tls-cert-file", str(tmp_path / "server.crt"),
+            "--tls-key-file", str(tmp_path / "server.key"),
+            "--tls-ca-cert-file", str(tmp_path / "ca.crt"),
+            "--tls-auth-clients", "yes", "--requirepass", SECRET,
+            "--save", "", "--appendonly", "no", "--dir", str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = (
+        f"rediss://:{SECRET}@127.0.0.1:{port}/0?ssl_cert_reqs=required"
+        f"&ssl_ca_certs={tmp_path / 'ca.crt'}&ssl_certfile={tmp_path / 'client.crt'}"
+        f"&ssl_keyfile={tmp_path / 'client.key'}"
+    )
+    try:
+        wait_until_ready(url)
+        yield port, tmp_path
+    finally:
+        process.kill()
+        process.wait()
+
+
+def tls_settings(port: int, certs: Path) -> Settings:
+    return Settings.load(
+        environ={
+            "REDIS_URL": f"rediss://127.0.0.1:{port}/0",
+            "STACK_REDIS_PASSWORD": SECRET,
+            "STACK_REDIS_SSL_CA_CERTS": str(certs / "ca.crt"),
+            "STACK_REDIS_SSL_CERTFILE": str(certs / "client.crt"),
+            "STACK_REDIS_SSL_KEYFILE": str(certs / "client.key"),
+            "STACK_KEY_PREFIX": "tls:",
+        }
+    )
+
+
+def test_a_task_runs_with_broker_and_backend_over_tls(tls_redis, tmp_path):
+    port, certs = tls_redis
+    settings = tls_settings(port, certs)
+    app = load_app(settings)
+    worker = WorkerProcess(
+        app=app, env=settings_env(settings), queues=["default"], log_path=tmp_path / "w.log"
+    )
+    worker.start()
+    try:
+        task_id = submit(app, "diagnostics.echo", ["over tls"])
+        assert app.AsyncResult(task_id).get(timeout=30) == "over tls"
+    finally:
+        worker.stop()
+        app.close()
+
+
+def test_a_client_without_a_certificate_is_refused(tls_redis):
+    port, certs = tls_redis
+    client = redis.Redis(
+        host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(certs / "ca.crt"),
+        password=SECRET, socket_timeout=5,
+    )  # fmt: skip
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+
+
+def test_tls_settings_pass_the_preflight_without_a_transport_warning(tls_redis):
+    port, certs = tls_redis
+    variables = [f.variable for f in check_settings(tls_settings(port, certs), {})]
+    assert "REDIS_URL" not in variables
+    assert not any(v.startswith("STACK_REDIS_SSL") for v in variables)
