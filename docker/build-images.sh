@@ -128,8 +128,9 @@ if [ "$PROMETHEUS" = 1 ]; then
         rootfs="$BUILD/prometheus-root"
         rm -rf "$debs" "$rootfs"
         mkdir -p "$debs" "$rootfs/bin" "$rootfs/etc/prometheus" "$rootfs/prometheus" "$rootfs/tmp"
-        (cd "$debs" && apt-get download prometheus busybox-static >"$BUILD/apt-download.log" 2>&1) \
-            || { log "apt-get download failed (run apt-get update?): see $BUILD/apt-download.log"; exit 1; }
+        download() { (cd "$debs" && apt-get download prometheus busybox-static) >>"$BUILD/apt-download.log" 2>&1; }
+        download || { apt-get update -qq >>"$BUILD/apt-download.log" 2>&1; download; } \
+            || { log "apt-get download failed: see $BUILD/apt-download.log"; exit 1; }
         for deb in "$debs"/*.deb; do dpkg-deb -x "$deb" "$debs/x"; done
         cp "$debs/x/usr/bin/prometheus" "$debs/x/bin/busybox" "$rootfs/bin/"
         # Debian links its Go build against libc: the loader and every library ldd names.
