@@ -6,9 +6,10 @@ machine, and a recycled child takes its place). Process-local counters would
 reset whenever a child is recycled and double count or vanish across API
 workers; prometheus_client's multiprocess mode only sums one host's
 processes. Here every process adds to one total with ``HINCRBY`` (atomic),
-and a custom Collector (``stack.exporter``) reads the totals at scrape time, so any API process on
-any host answers the same numbers. The cost is one pipelined round trip when
-a task starts and one when it ends (measured by ``bench/bench_metrics.py``).
+and a custom Collector (``stack.exporter``) reads the totals at scrape time,
+so any API process on any host answers the same numbers. Pool children
+buffer their per-task increments and write them in one pipeline at most
+every ``FLUSH_EVERY_S`` (``bench/bench_metrics.py`` measures the cost).
 
 Keys (owned by this module): ``{prefix}metrics:counter:{event}`` and
 ``{prefix}metrics:hist:{name}`` hashes whose fields are ``task<US>queue``
@@ -43,7 +44,7 @@ SENT_AT_HEADER = "stack_sent_at"  # publish time, for the queue-wait histogram
 # event -> help text; each becomes celery_stack_tasks_<event>_total{task,queue}.
 EVENTS = {
     "submitted": "Tasks published for their first attempt (retries are not resubmissions).",
-    "started": "Task attempts a worker started.",
+    "started": "Deliveries a worker began (rate-limit deferrals included).",
     "succeeded": "Task attempts that returned.",
     "failed": "Task attempts that raised and were not retried.",
     "retried": "Task attempts that raised and were scheduled again.",
