@@ -11,12 +11,18 @@ state, so dropping the publish-time subscription loses nothing.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import redis
 from celery.backends.redis import RedisBackend
 
 BACKEND_CLASS = "stack.backend:StackRedisBackend"
 REDIS_SCHEMES = ("redis://", "rediss://")
+RESULT_WRITE_RETRY_S = 30.0  # a task's result outlives a Redis restart (AOF keeps the rest)
+RESULT_WRITE_RETRY_INTERVAL_S = 0.25
+# Redis gone or restarting (not kombu's wider connection_errors, which include KeyError).
+RESULT_WRITE_RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
 
 
 class StackRedisBackend(RedisBackend):  # type: ignore[misc]
@@ -24,6 +30,24 @@ class StackRedisBackend(RedisBackend):  # type: ignore[misc]
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
+
+    def store_result(self, *args: Any, **kwargs: Any) -> Any:
+        """Store a task's state, retrying connection errors for RESULT_WRITE_RETRY_S.
+
+        Celery's store reads the old state first, unguarded: a task that finished
+        while Redis restarted was marked failed ("raised outside body"), neither
+        retried nor dead-lettered (found by tests/integration/test_chaos_redis.py).
+        Only writes wait: reads (the API's task status) must still fail in seconds,
+        which is why ``result_backend_always_retry`` is not the answer.
+        """
+        deadline = time.monotonic() + RESULT_WRITE_RETRY_S
+        while True:
+            try:
+                return super().store_result(*args, **kwargs)
+            except RESULT_WRITE_RETRY_ERRORS:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(RESULT_WRITE_RETRY_INTERVAL_S)
 
 
 def backend_url(url: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
-from stack import jsonlog, metrics, queues
+from stack import compat, jsonlog, metrics, queues
 from stack.backend import backend_url
 from stack.connection import ssl_options, url_with_password
 from stack.errors import SettingsError
@@ -155,6 +155,7 @@ def create_celery_app(settings: Settings) -> Celery:
     validate_tasks(app)
     metrics.install(app)
     jsonlog.install(app)
+    compat.apply()
     return app
 
 
@@ -168,6 +169,7 @@ def rebind_app(app: Celery, settings: Settings) -> Celery:
     validate_tasks(app)
     metrics.install(app)
     jsonlog.install(app)
+    compat.apply()
     return app
 
 

@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import kombu.pools
 import pytest
 from celery import Celery
 from pydantic import AliasChoices
@@ -209,9 +210,13 @@ def stack_app(stack_settings: Settings, stack_redis: RedisServer) -> Iterator[Ce
         client.flushdb()
     finally:
         client.close()
+    kombu.pools.reset()
     app = load_app(stack_settings)
     yield app
     app.close()
+    # Celery apps share kombu's process-wide connection pools (keyed by URL): after a
+    # test killed or restarted Redis, the next test must not inherit dead sockets.
+    kombu.pools.reset()
 
 
 @pytest.fixture
