@@ -129,8 +129,11 @@ assert httpx.get("http://flower:5555/").status_code == 401, "Flower without cred
 user, _, password = os.environ["STACK_FLOWER_BASIC_AUTH"].partition(":")
 assert httpx.get("http://flower:5555/", auth=(user, password)).status_code == 200
 
-metrics = httpx.get(f"{api}/metrics").text
-assert 'celery_stack_tasks_succeeded_total{queue="default",task="diagnostics.echo"} 1.0' in metrics
+succeeded = 'celery_stack_tasks_succeeded_total{queue="default",task="diagnostics.echo"} 1.0'
+deadline = time.monotonic() + 10  # a pool child writes its counts within 0.5 s
+while succeeded not in httpx.get(f"{api}/metrics").text:
+    assert time.monotonic() < deadline, "the task's success never reached /metrics"
+    time.sleep(0.2)
 
 prometheus = "http://prometheus:9090/api/v1"
 rules = httpx.get(f"{prometheus}/rules").json()
