@@ -167,3 +167,20 @@ def test_configured_production_stack_is_ready_and_locked_down(production):
     services = {record["service"] for record in records}
     assert {"redis", "api", "worker", "beat", "flower"} <= services
     assert any(record.get("task_id") == accepted.json()["task_id"] for record in records)
+
+
+def test_an_external_redis_without_a_password_is_refused(stack_redis, tmp_path):
+    env = clean_env(
+        tmp_path,
+        REDIS_URL=stack_redis.url,  # answers without a password
+        STACK_REDIS_PASSWORD=SECRET,
+        STACK_FLOWER_BASIC_AUTH=f"ops:{SECRET}",
+        STACK_FLOWER_COOKIE_SECRET=SECRET,
+        STACK_API_KEY=SECRET,
+    )
+    result = subprocess.run(
+        [sys.executable, str(START)], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "answers commands without a password" in result.stderr
