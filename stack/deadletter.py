@@ -12,6 +12,7 @@ and replay it. The store owns the ``<key_prefix>deadletter:`` keys:
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 import uuid
@@ -113,6 +114,10 @@ class DeadLetter(BaseModel):
         text = "".join(traceback.format_exception(exc))[-MAX_TRACEBACK_CHARS:]
         return name, str(exc), text
 
+    def to_json(self) -> str:
+        """The stored form; arguments JSON cannot carry are kept as their repr."""
+        return json.dumps(self.model_dump(), default=repr)
+
     @property
     def error(self) -> str:
         """One line for a status answer: the exception and why it was not retried."""
@@ -144,7 +149,7 @@ class DeadLetterStore:
             args=[
                 record.id,
                 record.task_id,
-                record.model_dump_json(),
+                record.to_json(),
                 self.settings.dead_letter_max_entries,
                 self.settings.dead_letter_max_age_s,
             ],
@@ -208,7 +213,7 @@ class DeadLetterStore:
                     record = DeadLetter.model_validate_json(raw)
                     record.replays.append(replay)
                     pipe.multi()
-                    pipe.hset(self.records_key, record_id, record.model_dump_json())
+                    pipe.hset(self.records_key, record_id, record.to_json())
                     pipe.execute()
                     return
                 except redis.WatchError:

@@ -289,7 +289,7 @@ def store_dead_letter(app: Celery, record: DeadLetter) -> None:
     """
     try:
         _, created = dead_letters_of(app).add(record)
-    except redis.RedisError:
+    except Exception:
         logger.exception("could not store the dead letter of %s[%s]", record.name, record.task_id)
         return
     if created:

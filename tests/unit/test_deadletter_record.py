@@ -84,3 +84,8 @@ def test_a_republished_task_keeps_its_headers_but_not_a_stale_rate_slot():
     headers = {"tenant": "a", RATE_SLOT_HEADER: 12.5, FIRST_FAILURE_HEADER: 3.0}
     assert carried_headers(headers) == {"tenant": "a", FIRST_FAILURE_HEADER: 3.0}
     assert carried_headers(None, x=1) == {"x": 1}
+
+
+def test_arguments_json_cannot_carry_are_stored_as_their_repr():
+    stored = DeadLetter.model_validate_json(record(args=[{1, 2}], kwargs={"at": object}).to_json())
+    assert stored.args == ["{1, 2}"] and stored.kwargs["at"] == repr(object)
