@@ -210,13 +210,25 @@ def stack_app(stack_settings: Settings, stack_redis: RedisServer) -> Iterator[Ce
         client.flushdb()
     finally:
         client.close()
-    kombu.pools.reset()
     app = load_app(stack_settings)
     yield app
     app.close()
-    # Celery apps share kombu's process-wide connection pools (keyed by URL): after a
-    # test killed or restarted Redis, the next test must not inherit dead sockets.
+    forget_broker_connections(app)
+
+
+def forget_broker_connections(app: Celery) -> None:
+    """Close kombu's process-wide connection pools and make ``app`` build new ones.
+
+    Celery apps share those pools (keyed by URL) and a user's app object lives
+    across tests: after a test killed or restarted Redis, the next test must not
+    inherit dead sockets ("Connection closed by server" on its first call). The
+    app's cached pool references are dropped as Celery does after a fork.
+    """
     kombu.pools.reset()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
 
 
 @pytest.fixture

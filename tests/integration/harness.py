@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -193,13 +194,34 @@ def write_project(root: Path, files: Mapping[str, str]) -> Path:
 
 
 def run_pytest(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """pytest on ``project`` in its own process, as its developers would run it."""
+    """pytest on ``project`` in its own process, as its developers would run it.
+
+    Its own process group: on a timeout, the group is killed, the workers it
+    started included (a killed pytest cannot stop them itself).
+    """
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(NOT_INHERITED)}
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", str(project / "tests")],
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-rA",
+        str(project / "tests"),
+    ]
+    with subprocess.Popen(
+        command,
         cwd=project,
         env={**inherited, **env},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=INNER_RUN_TIMEOUT_S,
-    )
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=INNER_RUN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            stderr += f"\n[killed after {INNER_RUN_TIMEOUT_S} s]"
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
