@@ -19,7 +19,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from stack.errors import SettingsError
 
@@ -143,6 +148,19 @@ class Settings(BaseSettings):
 
     # Seconds a publish may retry before the caller gets BrokerUnavailable.
     publish_timeout_s: float = Field(3.0, gt=0, validation_alias=_env("STACK_PUBLISH_TIMEOUT"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only what ``load()`` gathered: it reads the environment and ``.env`` itself,
+        so ``load(environ=...)`` (a child's or a test's settings) sees nothing else."""
+        return (init_settings,)
 
     @field_validator("retry_delays_s", mode="before")
     @classmethod

@@ -54,3 +54,11 @@ def test_the_plugin_is_registered_through_the_pytest11_entry_point():
     plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
 
     assert plugins.get("celery_stack") == "stack.pytest_plugin"
+
+
+def test_test_settings_ignore_a_broker_url_exported_in_the_shell(monkeypatch):
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://production:6379/0")
+
+    settings = Settings.load(environ={"REDIS_URL": "redis://127.0.0.1:7000/0"})
+
+    assert settings.broker_url == "redis://127.0.0.1:7000/0"
