@@ -27,6 +27,8 @@ READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 30.0
 PING_REPLY_S = 0.3  # a worker on an idle machine replies in milliseconds ...
 PING_REPLY_MAX_S = 3.0  # ... on a loaded one, in seconds: each ping waits longer
+READY_POLL_S = 0.02  # how often the log is read for Celery's "<hostname> ready." line
+PING_ANYWAY_AFTER_S = 5.0  # a log without that line (other log level or wording): ping anyway
 FAST_START = ("--without-mingle", "--without-gossip", "--without-heartbeat")  # ~1 s saved
 
 _names = itertools.count(1)
@@ -95,14 +97,22 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Block until the worker answers a ping addressed to it (not just: the process lives)."""
-        deadline = time.monotonic() + timeout_s
+        """Block until the worker answers a ping addressed to it (not just: the process lives).
+
+        Pings start once its log says it is ready (or after PING_ANYWAY_AFTER_S):
+        a ping sent earlier only waits out its reply timeout.
+        """
+        started = time.monotonic()
+        deadline = started + timeout_s
         reply_s = PING_REPLY_S
         while time.monotonic() < deadline:
             if not self.alive:
                 raise ServiceFailed(
                     f"worker {self.hostname} exited during start-up:\n{self.log_tail()}"
                 )
+            if not self._logged_ready() and time.monotonic() - started < PING_ANYWAY_AFTER_S:
+                time.sleep(READY_POLL_S)
+                continue
             if self.app.control.ping(destination=[self.hostname], timeout=reply_s):
                 return
             # A late reply to an earlier ping is dropped: on a starved CPU, wait longer.
@@ -110,6 +120,9 @@ class WorkerProcess:
         raise ServiceFailed(
             f"worker {self.hostname} did not answer ping in {timeout_s:g} s:\n{self.log_tail()}"
         )
+
+    def _logged_ready(self) -> bool:
+        return f"{self.hostname} ready." in self.log_text()
 
     @property
     def alive(self) -> bool:
