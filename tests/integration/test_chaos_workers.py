@@ -10,13 +10,13 @@ from stack.submit import submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
-CHILD_KILLS = 4
+CHILD_KILLS = 3
 SHUTDOWN_WAIT_S = 20.0
 
 
 def test_every_task_is_accounted_for_when_pool_children_are_killed_repeatedly(stack_worker, batch):
     worker = stack_worker(concurrency=2)
-    batch.submit_records(30, seconds=0.1)
+    batch.submit_records(20, seconds=0.1)
     killed = []
     for _ in range(CHILD_KILLS):
         busy = batch.wait_until(lambda a: set(a.in_flight.values()) & set(worker.children()))
@@ -53,7 +53,7 @@ def test_a_second_worker_takes_over_the_tasks_of_a_killed_node_after_the_visibil
 
 def test_warm_shutdown_finishes_the_running_task_then_exits(stack_worker, batch):
     worker = stack_worker(concurrency=1)
-    [running] = batch.submit_records(1, seconds=1.5)
+    [running] = batch.submit_records(1, seconds=1.0)
     queued = batch.submit_records(5, seconds=0.01)
     running_token = batch.submitted[running]
     batch.wait_until(lambda accounting: accounting.runs.get(running_token) == 1)
