@@ -80,7 +80,7 @@ class BackendChoice:
         if self.backend == "docker":
             where = f"testcontainers, image {self.image}"
         else:
-            where = f"redis-server {self.binary or 'not found'}"
+            where = f"redis-server {self.binary}" if self.binary else "no redis-server chosen"
         state = f"UNAVAILABLE: {self.error}" if self.error else self.reason
         return f"Redis backend {self.backend} ({where}); {state}"
 

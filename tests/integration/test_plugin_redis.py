@@ -1,6 +1,8 @@
 """stack_redis as users rely on it: data survives restart and kill, a forced backend that
 cannot run errors loudly, and containers a killed run left behind are cleaned up."""
 
+import contextlib
+import os
 import socket
 import subprocess
 
@@ -15,7 +17,6 @@ from stack.redis_backend import (
     docker_client,
     remove_orphan_containers,
 )
-from stack.redis_server import ContainerRedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -62,21 +63,29 @@ def test_a_forced_backend_that_cannot_run_errors_every_test_that_needs_redis(tmp
     assert run.returncode == 1
 
 
-def test_containers_left_by_a_killed_run_are_removed(stack_backend_choice):
+def test_containers_left_by_a_killed_run_are_removed_and_live_ones_kept(stack_backend_choice):
     if stack_backend_choice.backend != "docker":
         pytest.skip("needs the docker backend (CI runs it)")
     dead = subprocess.Popen(["true"])
     dead.wait()
-    orphan = ContainerRedisServer(
-        image=stack_backend_choice.image,
-        labels={HARNESS_LABEL: "redis", OWNER_LABEL: f"{socket.gethostname()}:{dead.pid}"},
-    )
-    orphan.start()
-    container_id = orphan.container.get_wrapped_container().id
-
-    removed = remove_orphan_containers()
-
     with docker_client() as client:
-        left = [c.id for c in client.containers.list(all=True, filters={"id": container_id})]
-    assert removed >= 1
-    assert not left
+
+        def labelled(pid):
+            owner = f"{socket.gethostname()}:{pid}"
+            labels = {HARNESS_LABEL: "redis", OWNER_LABEL: owner}
+            return client.containers.create(stack_backend_choice.image, labels=labels).id
+
+        orphan, live = labelled(dead.pid), labelled(os.getpid())
+        try:
+            remove_orphan_containers()
+
+            # (another session on this Docker host may have removed the orphan first)
+            left = {
+                c.id for c in client.containers.list(all=True, filters={"label": HARNESS_LABEL})
+            }
+            assert orphan not in left
+            assert live in left
+        finally:
+            for container_id in (orphan, live):
+                with contextlib.suppress(Exception):
+                    client.containers.get(container_id).remove(force=True)
