@@ -65,10 +65,10 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     tmp_path = tmp_path_factory.mktemp("tls")
     binary = tls_capable_redis()
     if binary is None or shutil.which("openssl") is None:
-        pytest.fail(
-            "this test needs a redis-server built with TLS and openssl on PATH: "
-            "apt-get install redis-server openssl"
-        )
+        reason = "needs a TLS redis-server and openssl: apt-get install redis-server openssl"
+        if os.environ.get("CI"):  # CI installs both: there a missing one is a failure
+            pytest.fail(reason)
+        pytest.skip(f"{reason} (CI runs it)")
     make_certificates(tmp_path)
     port = free_port()
     process = subprocess.Popen(
