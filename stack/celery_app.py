@@ -14,10 +14,10 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from stack import compat, jsonlog, metrics, queues
-from stack.backend import backend_url
 from stack.connection import ssl_options, url_with_password
 from stack.errors import SettingsError
 from stack.queues import DEFAULT_PRIORITY, PRIORITY_STEPS, QUEUES
+from stack.result_backend import backend_url
 from stack.settings import Settings
 from stack.task import bind_settings, validate_tasks
 

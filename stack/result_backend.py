@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery.backends.redis import RedisBackend
 
-BACKEND_CLASS = "stack.backend:StackRedisBackend"
+BACKEND_CLASS = "stack.result_backend:StackRedisBackend"
 REDIS_SCHEMES = ("redis://", "rediss://")
 RESULT_WRITE_RETRY_S = 30.0  # a task's result outlives a Redis restart (AOF keeps the rest)
 RESULT_WRITE_RETRY_INTERVAL_S = 0.25

@@ -1,0 +1,101 @@
+"""`celery-stack load`: Locust headless against the stack, judged by gates.
+
+Nothing here imports Locust: it monkey-patches whatever imports it, and the CLI
+process must stay unpatched (the runner starts Locust in a child process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from stack.cli.output import print_json
+from stack.settings import Settings
+
+
+def _run_time(text: str) -> str:
+    # argparse names this function in its usage error ("invalid _run_time value").
+    from stack.loadtest.runner import parse_run_time
+
+    parse_run_time(text)  # argparse turns the ValueError into a usage error
+    return text
+
+
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.loadtest.gates import Gates
+    from stack.loadtest.runner import LOCUSTFILE, LoadOptions, run_load
+
+    options = LoadOptions(
+        users=args.users,
+        spawn_rate=args.spawn_rate,
+        run_time=args.run_time,
+        profile=args.profile,
+        report_dir=Path(args.report_dir),
+        host=args.host,
+        gates=Gates(
+            max_p95_ms=args.max_p95_ms,
+            max_p99_ms=args.max_p99_ms,
+            max_fail_ratio=args.max_fail_ratio,
+            min_tasks_per_s=args.min_tasks_per_s,
+            max_final_depth=args.max_final_depth,
+        ),
+        locustfile=Path(args.locustfile) if args.locustfile else LOCUSTFILE,
+        start=args.start,
+        procfile=Path(args.procfile),
+        verbose=args.verbose,
+    )
+    code, verdict = run_load(
+        settings, options, os.environ, output=sys.stderr if args.json else sys.stdout
+    )
+    if args.json:
+        print_json(verdict.to_dict())
+    for result in verdict.results:
+        if not result.passed:
+            print(f"celery-stack load: {result.describe()}", file=sys.stderr)
+    return code
+
+
+def add_load(sub: Any) -> None:
+    from stack.loadtest.gates import Gates
+
+    gates = Gates()
+    p = sub.add_parser(
+        "load",
+        help="run Locust headless against the stack; exit 1 when a gate is crossed",
+        description="Load the stack through the API and straight into Celery, judge the "
+        "gates, write an HTML report and CSV stats. Targets the local API unless --host.",
+    )
+    p.add_argument("-u", "--users", type=int, default=20, help="peak number of users")
+    p.add_argument("-r", "--spawn-rate", type=float, default=10.0, help="users started per second")
+    p.add_argument("-t", "--run-time", type=_run_time, default="20s", help="e.g. 20s, 1m30s")
+    p.add_argument(
+        "--profile",
+        default="mixed",
+        help="built-in (mixed, diagnostics, step, spike) or a .toml/.json profile file",
+    )
+    p.add_argument("--report-dir", default="reports/load", help="HTML report, CSV, verdict")
+    p.add_argument("--host", default=None, help="API base URL (default: http://127.0.0.1:API_PORT)")
+    p.add_argument("--start", action="store_true", help="start the stack first (celery-stack up)")
+    p.add_argument("--procfile", default="Procfile", help="the Procfile --start runs")
+    p.add_argument("--locustfile", default=None, help="your own locustfile (default: ours)")
+    p.add_argument("-v", "--verbose", action="store_true", help="stream Locust's own output")
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    g = p.add_argument_group("gates (a crossed gate exits 1 and names itself)")
+    g.add_argument("--max-p95-ms", type=float, default=gates.max_p95_ms, help="end-to-end p95")
+    g.add_argument("--max-p99-ms", type=float, default=gates.max_p99_ms, help="end-to-end p99")
+    g.add_argument(
+        "--max-fail-ratio", type=float, default=gates.max_fail_ratio, help="failed/all requests"
+    )
+    g.add_argument(
+        "--min-tasks-per-s", type=float, default=gates.min_tasks_per_s, help="completed tasks/s"
+    )
+    g.add_argument(
+        "--max-final-depth",
+        type=int,
+        default=None,
+        help="tasks waiting in the queues at the end (default: --users)",
+    )
+    p.set_defaults(handler=cmd_load)

@@ -1,0 +1,76 @@
+"""`celery-stack up`, `redis` and `api`: run the stack's processes.
+
+`redis` and `api` exec their server so it takes our pid and signals reach it
+directly (what a Procfile line or a container entrypoint needs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from stack.settings import Settings
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.launcher import run
+
+    only = [name.strip() for name in args.only.split(",")] if args.only else None
+    return run(
+        settings,
+        procfile=Path(args.procfile),
+        profile=args.profile,
+        only=only,
+        environ=os.environ,
+        as_json=args.json,
+        colour=not args.no_color,
+    )
+
+
+def add_up(sub: Any) -> None:
+    p = sub.add_parser("up", help="start the dev stack from the Procfile, gated on readiness")
+    p.add_argument("--procfile", default="Procfile", help="the Procfile to run")
+    p.add_argument(
+        "--profile", default=None, choices=["dev", "production"], help="default: STACK_PROFILE"
+    )
+    p.add_argument("--only", default=None, help="comma-separated Procfile names to run")
+    p.add_argument(
+        "--json", action="store_true", help="print the ready table as one JSON line (logs: stderr)"
+    )
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours in the logs")
+    p.set_defaults(handler=cmd_up)
+
+
+def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.services import redis_foreground_command
+
+    command = redis_foreground_command(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.execv(command[0], command)  # redis-server takes our pid: signals reach it directly
+    return 1  # pragma: no cover - execv does not return
+
+
+def add_redis(sub: Any) -> None:
+    p = sub.add_parser(
+        "redis", help="run Redis in the foreground on REDIS_URL's port, AOF in STACK_DATA_DIR"
+    )
+    p.set_defaults(handler=cmd_redis)
+
+
+def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.production import uvicorn_command
+
+    command = uvicorn_command(settings, host=args.host)
+    os.execv(shutil.which(command[0]) or command[0], command)  # uvicorn takes our pid
+    return 1  # pragma: no cover - execv does not return
+
+
+def add_api(sub: Any) -> None:
+    p = sub.add_parser(
+        "api", help="run the production API: uvicorn, STACK_API_WORKERS processes, JSON logs"
+    )
+    p.add_argument("--host", default=None, help="listen address (default API_HOST)")
+    p.set_defaults(handler=cmd_api)
