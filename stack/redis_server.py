@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,17 +123,13 @@ def wait_until_ready(url: str, timeout_s: float = READY_TIMEOUT_S, alive: Any = 
     raise RedisServerError(f"Redis at {url} did not answer PING within {timeout_s:g} s ({last})")
 
 
-@dataclass
-class LocalRedisServer:
-    """A `redis-server` child process on 127.0.0.1 with its data in ``data_dir``."""
+class _OnLoopback(ABC):
+    """What both backends share: a Redis on 127.0.0.1 at a port fixed at creation,
+    so that ``restart()`` keeps the URL."""
 
-    data_dir: Path
-    port: int = 0
-    password: str | None = None
-    db: int = 0
-    fsync: Fsync = "everysec"
-    binary: str = field(default_factory=find_redis_binary)
-    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    port: int
+    password: str | None
+    db: int
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -142,6 +139,29 @@ class LocalRedisServer:
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/{self.db}"
+
+    @abstractmethod
+    def start(self) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass
+class LocalRedisServer(_OnLoopback):
+    """A `redis-server` child process on 127.0.0.1 with its data in ``data_dir``."""
+
+    data_dir: Path
+    port: int = 0
+    password: str | None = None
+    db: int = 0
+    fsync: Fsync = "everysec"
+    binary: str = field(default_factory=find_redis_binary)
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def description(self) -> str:
@@ -193,10 +213,6 @@ class LocalRedisServer:
                 self.process.wait()
         self.process = None
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def kill(self) -> None:
         if self.process is not None:
             if self.process.poll() is None:
@@ -206,7 +222,7 @@ class LocalRedisServer:
 
 
 @dataclass
-class ContainerRedisServer:
+class ContainerRedisServer(_OnLoopback):
     """Redis in a container through testcontainers, published on 127.0.0.1 only.
 
     The host port is fixed at creation so that ``restart()`` keeps the URL, and
@@ -222,15 +238,6 @@ class ContainerRedisServer:
     fsync: Fsync = "everysec"
     labels: Mapping[str, str] = field(default_factory=dict)
     container: Any = field(default=None, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.port:
-            self.port = free_port()
-
-    @property
-    def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/{self.db}"
 
     @property
     def description(self) -> str:
@@ -296,10 +303,6 @@ class ContainerRedisServer:
         """Graceful: `docker stop` sends SIGTERM, Redis flushes its AOF and exits."""
         if self.container is not None:
             self._docker().stop(timeout=int(STOP_TIMEOUT_S))
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def kill(self) -> None:
         """SIGKILL the Redis (the container stays, with its AOF, for ``start()``)."""
