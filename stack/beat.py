@@ -17,13 +17,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from celery.beat import PersistentScheduler
 from redis.exceptions import LockError
 
-from stack.connection import redis_client
+from stack.connection import SOCKET_TIMEOUT_S, redis_client
+from stack.probes import RedisProbe
 from stack.settings import Settings
 from stack.task import settings_of
 
@@ -93,27 +94,17 @@ def lock_key(settings: Settings) -> str:
 
 
 @dataclass
-class BeatLockHeld:
+class BeatLockHeld(RedisProbe):
     """A probe: some beat holds the lock (a standing-by beat is healthy too)."""
 
-    settings: Settings
-    problem: str = "not checked yet"
+    socket_timeout_s: ClassVar[float] = SOCKET_TIMEOUT_S  # asked once (a healthcheck), not polled
 
     @property
     def description(self) -> str:
         return f"beat lock {lock_key(self.settings)} held"
 
-    def warm(self) -> None:
-        """Nothing slow to import."""
-
-    def check(self) -> bool:
-        client = redis_client(self.settings)
-        try:
-            if client.exists(lock_key(self.settings)):
-                return True
-            self.problem = "no beat holds the lock: is a beat running?"
-        except redis.RedisError as exc:
-            self.problem = f"{type(exc).__name__}: {exc}"
-        finally:
-            client.close()
+    def ask(self, client: redis.Redis[bytes]) -> bool:
+        if client.exists(lock_key(self.settings)):
+            return True
+        self.problem = "no beat holds the lock: is a beat running?"
         return False

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import httpx
+    import redis
     from celery import Celery
 
     from stack.settings import Settings
@@ -52,15 +54,12 @@ class Probe(Protocol):
 
 
 @dataclass
-class RedisPing:
-    """Redis answers PING (with the password the settings give)."""
+class RedisProbe(ABC):
+    """A probe that asks the broker's Redis one question (``ask``) on a client of its own."""
 
     settings: Settings
     problem: str = "not checked yet"
-
-    @property
-    def description(self) -> str:
-        return f"PING {redact_url(self.settings.broker_url)}"
+    socket_timeout_s: ClassVar[float] = PROBE_TIMEOUT_S
 
     def warm(self) -> None:
         import stack.connection  # noqa: F401
@@ -70,14 +69,30 @@ class RedisPing:
 
         from stack.connection import redis_client
 
-        client = redis_client(self.settings, socket_timeout_s=PROBE_TIMEOUT_S)
+        client = redis_client(self.settings, socket_timeout_s=self.socket_timeout_s)
         try:
-            return bool(client.ping())
+            return self.ask(client)
         except (redis.RedisError, OSError) as exc:
             self.problem = f"{type(exc).__name__}: {exc}"
             return False
         finally:
             client.close()
+
+    @abstractmethod
+    def ask(self, client: redis.Redis[bytes]) -> bool:
+        """True when ready; else False with ``problem`` set (Redis errors are caught for it)."""
+
+
+@dataclass
+class RedisPing(RedisProbe):
+    """Redis answers PING (with the password the settings give)."""
+
+    @property
+    def description(self) -> str:
+        return f"PING {redact_url(self.settings.broker_url)}"
+
+    def ask(self, client: redis.Redis[bytes]) -> bool:
+        return bool(client.ping())
 
 
 @dataclass
