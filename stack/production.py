@@ -28,13 +28,12 @@ from importlib import resources
 from pathlib import Path
 
 from stack.preflight import check_redis_auth, check_settings, enforce
-from stack.redis_server import find_redis_binary, redis_args
 from stack.services import (
     BEAT_SCHEDULE,
     REDIS,
     Service,
     dev_services,
-    local_redis_port,
+    redis_foreground_command,
     redis_password,
     worker_hostname,
 )
@@ -141,19 +140,7 @@ def redis_command(settings: Settings) -> str:
     config.touch(mode=0o600)
     config.chmod(0o600)
     config.write_text(f'requirepass "{escaped}"\n')
-    return shlex.join(
-        [
-            find_redis_binary(),
-            str(config),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--logfile",
-            "",
-            *redis_args(local_redis_port(settings), None, "everysec"),
-        ]
-    )
+    return shlex.join(redis_foreground_command(settings, config))
 
 
 def flower_env(settings: Settings) -> dict[str, str]:

@@ -124,19 +124,23 @@ def local_redis_port(settings: Settings) -> int:
     return parts.port or 6379
 
 
-def redis_foreground_command(settings: Settings) -> list[str]:
-    """`celery-stack redis`: a redis-server logging to stdout, AOF in the data dir."""
+def redis_foreground_command(settings: Settings, config: Path | None = None) -> list[str]:
+    """`celery-stack redis`: a redis-server logging to stdout, AOF in the data dir.
+
+    With ``config``, that file sets the password (``requirepass``), off the command line.
+    """
     port = local_redis_port(settings)
     data_dir = settings.data_dir.resolve()
     return [
         find_redis_binary(),
+        *([str(config)] if config else []),
         "--bind",
         "127.0.0.1",
         "--dir",
         str(data_dir),
         "--logfile",
         "",
-        *redis_args(port, redis_password(settings), "everysec"),
+        *redis_args(port, None if config else redis_password(settings), "everysec"),
     ]
 
 
