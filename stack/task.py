@@ -260,15 +260,11 @@ class StackTask(Task):  # type: ignore[misc]
         attempts: int,
         first_failure_at: float,
     ) -> None:
-        queue, priority = origin(request.delivery_info)
         kind, message, trace = DeadLetter.describe(exc)
-        record = DeadLetter(
-            task_id=request.id,
-            name=self.name,
-            args=list(request.args or ()),
-            kwargs=dict(request.kwargs or {}),
-            queue=logical_queue(settings, queue),
-            priority=Priority(priority).label,
+        record = dead_letter_for(
+            request,
+            self.name,
+            settings,
             exception_type=kind,
             exception_message=message,
             traceback=trace,
@@ -276,9 +272,27 @@ class StackTask(Task):  # type: ignore[misc]
             attempts=attempts,
             first_failure_at=float(first_failure_at),
             last_failure_at=time.time(),
-            worker=request.hostname,
         )
         store_dead_letter(self.app, record)
+
+
+def dead_letter_for(request: Any, name: str, settings: Settings, **failure: Any) -> DeadLetter:
+    """The dead letter of one delivery of task ``name``; ``failure`` says how it failed.
+
+    ``request`` is the task's context or the worker's Request: both carry the
+    id, arguments, delivery info and hostname.
+    """
+    queue, priority = origin(request.delivery_info)
+    return DeadLetter(
+        task_id=request.id,
+        name=name,
+        args=list(request.args or ()),
+        kwargs=dict(request.kwargs or {}),
+        queue=logical_queue(settings, queue),
+        priority=Priority(priority).label,
+        worker=request.hostname,
+        **failure,
+    )
 
 
 def store_dead_letter(app: Celery, record: DeadLetter) -> None:
@@ -308,23 +322,17 @@ class StackRequest(Request):  # type: ignore[misc]
         if soft or worker_state.should_terminate:
             return
         app = self.task.app
-        settings = settings_of(app)
-        queue, priority = origin(self.delivery_info)
         headers = self.request_dict
         now = time.time()
-        record = DeadLetter(
-            task_id=self.id,
-            name=self.name,
-            args=list(self.args or ()),
-            kwargs=dict(self.kwargs or {}),
-            queue=logical_queue(settings, queue),
-            priority=Priority(priority).label,
+        record = dead_letter_for(
+            self,
+            self.name,
+            settings_of(app),
             exception_type="celery.exceptions.TimeLimitExceeded",
             exception_message=f"hard time limit ({timeout:g} s) exceeded",
             reason="hard time limit",
             attempts=int(headers.get("retries") or 0) + 1,
             first_failure_at=float(headers.get(FIRST_FAILURE_HEADER) or now),
             last_failure_at=now,
-            worker=self.hostname,
         )
         store_dead_letter(app, record)
