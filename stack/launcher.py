@@ -32,6 +32,7 @@ from honcho.printer import Message, Printer
 from honcho.process import Process
 
 from stack.errors import ServiceFailed
+from stack.probes import safe_check, safe_close, safe_warm
 from stack.process_tree import ProcessTree
 from stack.services import (
     DEFAULT_PROCFILE,
@@ -139,7 +140,7 @@ class Launcher:
         for r in self.running.values():
             if r.service.external:
                 r.state = State.EXTERNAL
-            self._probes.submit(_safe_warm, r.service.probe)
+            self._probes.submit(safe_warm, r.service.probe)
         table_shown = False
         try:
             while self.stop_signal is None and self.failure is None:
@@ -152,7 +153,7 @@ class Launcher:
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)
             for r in self.running.values():
-                _safe_close(r.service.probe)
+                safe_close(r.service.probe)
         if self.failure is not None:
             raise ServiceFailed(self.failure)
         if self.forced:
@@ -199,7 +200,7 @@ class Launcher:
             )
         elif r.probe is None and now - r.last_probe_at >= PROBE_INTERVAL_S:
             r.last_probe_at = now
-            r.probe = self._probes.submit(_safe_check, probe)
+            r.probe = self._probes.submit(safe_check, probe)
 
     def _start(self, r: Running) -> None:
         service = r.service
@@ -326,27 +327,6 @@ class Launcher:
         text = render_json(self.rows(), total) if self.as_json else render_table(self.rows(), total)
         with contextlib.suppress(OSError, ValueError):
             print(text, file=self.table_output, flush=True)
-
-
-def _safe_warm(probe: Any) -> None:
-    with contextlib.suppress(Exception):  # check() will say what is wrong
-        probe.warm()
-
-
-def _safe_close(probe: Any) -> None:
-    close = getattr(probe, "close", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            close()
-
-
-def _safe_check(probe: Any) -> bool:
-    try:
-        return bool(probe.check())
-    except Exception as exc:  # a probe must never take the launcher down
-        with contextlib.suppress(AttributeError):
-            probe.problem = f"{type(exc).__name__}: {exc}"
-        return False
 
 
 def _printer(profile: str, output: TextIO, colour: bool) -> Printer:

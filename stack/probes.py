@@ -8,13 +8,14 @@ and the start-up benchmark polls the same ones from outside honcho.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -51,6 +52,28 @@ class Probe(Protocol):
         """Pay slow imports early, while Redis starts, so the first check is quick."""
 
     def check(self) -> bool: ...
+
+
+def safe_warm(probe: Any) -> None:
+    """The launcher's calls (from its thread pool) never raise: a probe must not take it down."""
+    with contextlib.suppress(Exception):  # check() will say what is wrong
+        probe.warm()
+
+
+def safe_close(probe: Any) -> None:
+    close = getattr(probe, "close", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+
+
+def safe_check(probe: Any) -> bool:
+    try:
+        return bool(probe.check())
+    except Exception as exc:  # a probe must never take the launcher down
+        with contextlib.suppress(AttributeError):
+            probe.problem = f"{type(exc).__name__}: {exc}"
+        return False
 
 
 @dataclass
