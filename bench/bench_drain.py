@@ -18,12 +18,10 @@ Then the rate limiter's cost per acquire (one Lua call) against a Redis PING.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +34,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.drain_apps import NOOP, REDIS_URL_VARIABLE  # noqa: E402
-from stack.queues import UNACKED_KEY, Priority, priority_lists  # noqa: E402
+from bench.draining import (  # noqa: E402
+    drain_s,
+    idle_worker,
+    parse_args,
+    queue_tasks,
+    rotated,
+    scratch_redis,
+)
 from stack.ratelimit import Rate, RateLimiter  # noqa: E402
-from stack.redis_server import LocalRedisServer  # noqa: E402
 from stack.settings import Settings  # noqa: E402
-from stack.worker import WorkerProcess  # noqa: E402
 
 TARGET_RATIO = 1.0  # issue 3: the kit must not slow the drain down
-IDLE_QUEUE = "bench.idle"  # workers start on it, so nothing drains before the clock
-POLL_S = 0.002
-DRAIN_TIMEOUT_S = 300.0
 ACQUIRES = 5000
 
 
@@ -82,37 +82,11 @@ def drain(variant: Variant, tasks: int, client: redis.Redis[bytes], logs: Path) 
     """Tasks per second for one variant's worker to drain ``tasks`` queued no-ops."""
     client.flushdb()
     app = load_app(variant)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if variant.name == "reference":
-        env.update(reference_env())
-    worker = WorkerProcess(
-        app=app,
-        env=env,
-        queues=[IDLE_QUEUE],
-        concurrency=2,
-        app_path=variant.app_path,
-        extra_args=("--loglevel", "WARNING"),
-        log_path=logs / f"{variant.name}.log",
-    )
-    worker.start()
+    env = reference_env() if variant.name == "reference" else {}
+    worker = idle_worker(app, env, logs / f"{variant.name}.log", variant.app_path)
     try:
-        with app.producer_or_acquire() as producer:
-            for _ in range(tasks):
-                app.send_task(
-                    variant.task,
-                    queue=variant.queue,
-                    priority=Priority.NORMAL.value,
-                    producer=producer,
-                )
-        lists = priority_lists(variant.queue)
-        started = time.perf_counter()
-        app.control.add_consumer(variant.queue, destination=[worker.hostname], reply=True)
-        deadline = started + DRAIN_TIMEOUT_S
-        while sum(client.llen(k) for k in lists) or client.hlen(UNACKED_KEY):
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"{variant.name}: not drained in {DRAIN_TIMEOUT_S:g} s")
-            time.sleep(POLL_S)
-        return tasks / (time.perf_counter() - started)
+        queue_tasks(app, variant.task, variant.queue, tasks)
+        return tasks / drain_s(app, client, variant.queue, worker, variant.name)
     finally:
         worker.stop()
         app.close()
@@ -165,27 +139,18 @@ def limiter_costs(client: redis.Redis[bytes]) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=3000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="bench-drain-") as tmp:
-        server = LocalRedisServer(data_dir=Path(tmp))
-        server.start()
+    args = parse_args(__doc__, tasks=3000, rounds=5)
+    with scratch_redis("bench-drain-") as (server, tmp):
         os.environ[REDIS_URL_VARIABLE] = server.url
         client: redis.Redis[bytes] = redis.Redis.from_url(server.url)
         try:
             rates: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
             for round_ in range(args.rounds):
-                shift = round_ % len(VARIANTS)  # rotate the order: no variant always goes first
-                for variant in VARIANTS[shift:] + VARIANTS[:shift]:
-                    rates[variant.name].append(drain(variant, args.tasks, client, Path(tmp)))
+                for variant in rotated(VARIANTS, round_):
+                    rates[variant.name].append(drain(variant, args.tasks, client, tmp))
             costs = {**limiter_costs(client), **lifecycle_us()}
         finally:
             client.close()
-            server.kill()
 
     median = {name: statistics.median(values) for name, values in rates.items()}
     report = {

@@ -21,12 +21,9 @@ Then what one scrape of ``/metrics`` costs to build after those runs.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,17 +33,19 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.draining import (  # noqa: E402
+    drain_s,
+    idle_worker,
+    parse_args,
+    queue_tasks,
+    rotated,
+    scratch_redis,
+)
 from stack.celery_app import load_app  # noqa: E402
 from stack.exporter import exposition  # noqa: E402
-from stack.queues import UNACKED_KEY, Priority, priority_lists  # noqa: E402
-from stack.redis_server import LocalRedisServer  # noqa: E402
 from stack.settings import Settings  # noqa: E402
-from stack.worker import WorkerProcess  # noqa: E402
 
 TARGET_COST = 0.10  # issue 6: metrics + events may cost at most 10 % of the drain rate
-IDLE_QUEUE = "bench.idle"  # the worker starts on it, so nothing drains before the clock
-POLL_S = 0.002
-DRAIN_TIMEOUT_S = 300.0
 SCRAPES = 50
 VARIANTS = {
     "off": {"STACK_METRICS": "false", "STACK_TASK_EVENTS": "false"},
@@ -91,35 +90,11 @@ def drain(name: str, tasks: int, redis_url: str, logs: Path, redis_pid: int) -> 
     env = variant_env(name, redis_url)
     app = load_app(Settings.load(environ=env))
     queue = f"bench-{name}.default"
-    worker = WorkerProcess(
-        app=app,
-        env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        queues=[IDLE_QUEUE],
-        concurrency=2,
-        extra_args=("--loglevel", "WARNING"),
-        log_path=logs / f"{name}.log",
-    )
-    worker.start()
+    worker = idle_worker(app, env, logs / f"{name}.log")
     try:
-        with app.producer_or_acquire() as producer:
-            for n in range(tasks):
-                app.send_task(
-                    "diagnostics.echo",
-                    args=[n],
-                    queue=queue,
-                    priority=Priority.NORMAL.value,
-                    producer=producer,
-                )
-        lists = priority_lists(queue)
+        queue_tasks(app, "diagnostics.echo", queue, tasks, numbered=True)
         cpu_before = cpu_s([worker.pid, redis_pid])
-        started = time.perf_counter()
-        app.control.add_consumer(queue, destination=[worker.hostname], reply=True)
-        deadline = started + DRAIN_TIMEOUT_S
-        while sum(client.llen(k) for k in lists) or client.hlen(UNACKED_KEY):
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"{name}: not drained in {DRAIN_TIMEOUT_S:g} s")
-            time.sleep(POLL_S)
-        elapsed = time.perf_counter() - started
+        elapsed = drain_s(app, client, queue, worker, name)
         cpu_ms = (cpu_s([worker.pid, redis_pid]) - cpu_before) * 1000 / tasks
         return tasks / elapsed, cpu_ms
     finally:
@@ -143,30 +118,18 @@ def scrape_ms(redis_url: str, tasks: int, logs: Path, redis_pid: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as tmp:
-        server = LocalRedisServer(data_dir=Path(tmp))
-        server.start()
-        try:
-            assert server.process is not None
-            redis_pid = server.process.pid
-            rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
-            cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
-            names = list(VARIANTS)
-            for round_ in range(args.rounds):
-                shift = round_ % len(names)  # rotate the order: neither always goes first
-                for name in names[shift:] + names[:shift]:
-                    rate, cpu = drain(name, args.tasks, server.url, Path(tmp), redis_pid)
-                    rates[name].append(rate)
-                    cpus[name].append(cpu)
-            scrape = scrape_ms(server.url, args.tasks, Path(tmp), redis_pid)
-        finally:
-            server.kill()
+    args = parse_args(__doc__, tasks=2000, rounds=3)
+    with scratch_redis("bench-metrics-") as (server, tmp):
+        assert server.process is not None
+        redis_pid = server.process.pid
+        rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
+        for round_ in range(args.rounds):
+            for name in rotated(list(VARIANTS), round_):
+                rate, cpu = drain(name, args.tasks, server.url, tmp, redis_pid)
+                rates[name].append(rate)
+                cpus[name].append(cpu)
+        scrape = scrape_ms(server.url, args.tasks, tmp, redis_pid)
 
     median = {name: statistics.median(values) for name, values in rates.items()}
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
