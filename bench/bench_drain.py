@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -33,15 +32,8 @@ from celery import Celery
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import draining  # noqa: E402
 from bench.drain_apps import NOOP, REDIS_URL_VARIABLE  # noqa: E402
-from bench.draining import (  # noqa: E402
-    drain_s,
-    idle_worker,
-    parse_args,
-    queue_tasks,
-    rotated,
-    scratch_redis,
-)
 from stack.ratelimit import Rate, RateLimiter  # noqa: E402
 from stack.settings import Settings  # noqa: E402
 
@@ -83,10 +75,10 @@ def drain(variant: Variant, tasks: int, client: redis.Redis[bytes], logs: Path) 
     client.flushdb()
     app = load_app(variant)
     env = reference_env() if variant.name == "reference" else {}
-    worker = idle_worker(app, env, logs / f"{variant.name}.log", variant.app_path)
+    worker = draining.idle_worker(app, env, logs / f"{variant.name}.log", variant.app_path)
     try:
-        queue_tasks(app, variant.task, variant.queue, tasks)
-        return tasks / drain_s(app, client, variant.queue, worker, variant.name)
+        draining.queue_tasks(app, variant.task, variant.queue, tasks)
+        return tasks / draining.drain_s(app, client, variant.queue, worker, variant.name)
     finally:
         worker.stop()
         app.close()
@@ -139,25 +131,21 @@ def limiter_costs(client: redis.Redis[bytes]) -> dict[str, float]:
 
 
 def main() -> int:
-    args = parse_args(__doc__, tasks=3000, rounds=5)
-    with scratch_redis("bench-drain-") as (server, tmp):
+    args = draining.parse_args(__doc__, tasks=3000, rounds=5)
+    with draining.scratch_redis("bench-drain-") as (server, tmp):
         os.environ[REDIS_URL_VARIABLE] = server.url
         client: redis.Redis[bytes] = redis.Redis.from_url(server.url)
         try:
             rates: dict[str, list[float]] = {v.name: [] for v in VARIANTS}
             for round_ in range(args.rounds):
-                for variant in rotated(VARIANTS, round_):
+                for variant in draining.rotated(VARIANTS, round_):
                     rates[variant.name].append(drain(variant, args.tasks, client, tmp))
             costs = {**limiter_costs(client), **lifecycle_us()}
         finally:
             client.close()
 
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    report = {
-        "tasks": args.tasks,
-        "rounds": args.rounds,
-        "drain_tasks_per_s": {k: round(v, 1) for k, v in median.items()},
-        "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    median, report = draining.rates_report(args, rates)
+    report |= {
         "ratio_kit_to_bare": round(median["kit"] / median["bare"], 3),
         "ratio_reference_to_bare": round(median["reference"] / median["bare"], 3),
         "target_ratio": TARGET_RATIO,
@@ -166,9 +154,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"no-op drain, {args.tasks} tasks, median of {args.rounds} rounds (tasks/s):")
-    for name in rates:
-        print(f"  {name:<10} {median[name]:8.1f}   rounds: {report['all_rounds'][name]}")
+    draining.print_rates(report, median, width=10)
     print(f"  kit / bare        = {report['ratio_kit_to_bare']:.3f} (target >= {TARGET_RATIO})")
     print(f"  reference / bare  = {report['ratio_reference_to_bare']:.3f} (for information)")
     print("task call as the tracer makes it (in-process, no Redis on the happy path):")

@@ -33,14 +33,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.draining import (  # noqa: E402
-    drain_s,
-    idle_worker,
-    parse_args,
-    queue_tasks,
-    rotated,
-    scratch_redis,
-)
+from bench import draining  # noqa: E402
 from stack.celery_app import load_app  # noqa: E402
 from stack.exporter import exposition  # noqa: E402
 from stack.settings import Settings  # noqa: E402
@@ -90,11 +83,11 @@ def drain(name: str, tasks: int, redis_url: str, logs: Path, redis_pid: int) -> 
     env = variant_env(name, redis_url)
     app = load_app(Settings.load(environ=env))
     queue = f"bench-{name}.default"
-    worker = idle_worker(app, env, logs / f"{name}.log")
+    worker = draining.idle_worker(app, env, logs / f"{name}.log")
     try:
-        queue_tasks(app, "diagnostics.echo", queue, tasks, numbered=True)
+        draining.queue_tasks(app, "diagnostics.echo", queue, tasks, numbered=True)
         cpu_before = cpu_s([worker.pid, redis_pid])
-        elapsed = drain_s(app, client, queue, worker, name)
+        elapsed = draining.drain_s(app, client, queue, worker, name)
         cpu_ms = (cpu_s([worker.pid, redis_pid]) - cpu_before) * 1000 / tasks
         return tasks / elapsed, cpu_ms
     finally:
@@ -118,28 +111,24 @@ def scrape_ms(redis_url: str, tasks: int, logs: Path, redis_pid: int) -> float:
 
 
 def main() -> int:
-    args = parse_args(__doc__, tasks=2000, rounds=3)
-    with scratch_redis("bench-metrics-") as (server, tmp):
+    args = draining.parse_args(__doc__, tasks=2000, rounds=3)
+    with draining.scratch_redis("bench-metrics-") as (server, tmp):
         assert server.process is not None
         redis_pid = server.process.pid
         rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
         cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for round_ in range(args.rounds):
-            for name in rotated(list(VARIANTS), round_):
+            for name in draining.rotated(list(VARIANTS), round_):
                 rate, cpu = drain(name, args.tasks, server.url, tmp, redis_pid)
                 rates[name].append(rate)
                 cpus[name].append(cpu)
         scrape = scrape_ms(server.url, args.tasks, tmp, redis_pid)
 
-    median = {name: statistics.median(values) for name, values in rates.items()}
+    median, report = draining.rates_report(args, rates)
     cpu = {name: statistics.median(values) for name, values in cpus.items()}
     cost = 1 - median["on"] / median["off"]
     cpu_cost = cpu["on"] / cpu["off"] - 1
-    report = {
-        "tasks": args.tasks,
-        "rounds": args.rounds,
-        "drain_tasks_per_s": {k: round(v, 1) for k, v in median.items()},
-        "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    report |= {
         "ratio_on_to_off": round(median["on"] / median["off"], 3),
         "cost": round(cost, 3),
         "cost_by_part": {
@@ -153,9 +142,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"no-op drain, {args.tasks} tasks, median of {args.rounds} rounds (tasks/s):")
-    for name in rates:
-        print(f"  {name:<4} {median[name]:8.1f}   rounds: {report['all_rounds'][name]}")
+    draining.print_rates(report, median, width=4)
     print(
         f"  on / off = {report['ratio_on_to_off']:.3f}: metrics + events cost "
         f"{cost * 100:.1f} % of the drain rate (target < {TARGET_COST * 100:.0f} %); "

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery
@@ -99,3 +100,22 @@ def drain_s(
             raise SystemExit(f"{label}: not drained in {DRAIN_TIMEOUT_S:g} s")
         time.sleep(POLL_S)
     return time.perf_counter() - started
+
+
+def rates_report(
+    args: argparse.Namespace, rates: Mapping[str, list[float]]
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each variant's median rate, and the report's head: the run's size and every round."""
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    return median, {
+        "tasks": args.tasks,
+        "rounds": args.rounds,
+        "drain_tasks_per_s": {k: round(v, 1) for k, v in median.items()},
+        "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+    }
+
+
+def print_rates(report: Mapping[str, Any], median: Mapping[str, float], width: int) -> None:
+    print(f"no-op drain, {report['tasks']} tasks, median of {report['rounds']} rounds (tasks/s):")
+    for name, rate in median.items():
+        print(f"  {name:<{width}} {rate:8.1f}   rounds: {report['all_rounds'][name]}")
