@@ -38,6 +38,13 @@ FIRST_FAILURE_HEADER = "stack_first_failure_at"  # when attempt 1 failed (epoch 
 # A deferral longer than this is cut into legs: a message held unacked past the
 # visibility timeout would be re-delivered (and run twice).
 MAX_DEFER_FRACTION = 0.5
+# A retry is published from the worker, which can wait ~10 s for Redis (a restart).
+RETRY_PUBLISH_POLICY = {
+    "max_retries": 20,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 0.5,
+}
 PASS_THROUGH = (Retry, Ignore, Reject)  # Celery's own control flow, never a failure
 
 
@@ -249,7 +256,17 @@ class StackTask(Task):  # type: ignore[misc]
             options["headers"] = carried_headers(
                 options.get("headers", request.headers), **{FIRST_FAILURE_HEADER: first}
             )
-        return super().retry(*args, max_retries=max_retries, **options)
+            # A worker can wait for Redis longer than an API caller: ride out a restart.
+            options.setdefault("retry_policy", RETRY_PUBLISH_POLICY)
+        try:
+            return super().retry(*args, max_retries=max_retries, **options)
+        except Reject as rejection:
+            if rejection.requeue:
+                raise
+            # Celery discards a task whose retry it could not publish (Redis down). Put the
+            # message back instead; if even that fails, it waits in Redis's unacked hash and
+            # comes back after the visibility timeout. Never lost.
+            raise Reject(rejection.reason, requeue=True) from rejection
 
     def _dead_letter(
         self,
