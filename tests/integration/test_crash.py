@@ -10,6 +10,7 @@ from stack.submit import submit
 pytestmark = pytest.mark.integration
 
 MAX_REDELIVERIES = 2
+RUN_S = 1.0  # the killed run and the re-run each sleep this long: 20 polls
 
 
 @pytest.fixture
@@ -26,13 +27,14 @@ def test_task_whose_worker_child_is_killed_mid_run_is_run_again_and_succeeds(
     stack_app, stack_worker, stack_dead_letters
 ):
     worker = stack_worker(concurrency=1)
-    task_id = submit(stack_app, "diagnostics.sleep", kwargs={"seconds": 2.0})
+    task_id = submit(stack_app, "diagnostics.sleep", kwargs={"seconds": RUN_S})
     result = stack_app.AsyncResult(task_id)
     wait_until(lambda: result.state == "STARTED", 20, "the task to start")
 
-    worker.kill_child()
+    worker.kill_child(result.info["pid"])  # the child running it (Celery's STARTED meta)
 
-    assert result.get(timeout=30) >= 2.0
+    assert not result.ready(), "the task finished before the kill: nothing proved"
+    assert result.get(timeout=30) >= RUN_S
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id])
     assert accounting.succeeded == [task_id]
 

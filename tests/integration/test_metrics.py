@@ -87,10 +87,10 @@ class ApiProcess:
             self.process.wait()
 
 
-@pytest.fixture
-def two_apis(stack_app, stack_settings) -> Iterator[tuple[ApiProcess, ApiProcess]]:
-    env = settings_env(stack_settings)
-    apis = (ApiProcess(env), ApiProcess(env))
+def serve_apis(settings, count: int) -> Iterator[tuple[ApiProcess, ...]]:
+    """``count`` API processes on the same settings, started side by side."""
+    env = settings_env(settings)
+    apis = tuple(ApiProcess(env) for _ in range(count))
     try:
         for api in apis:
             api.wait_ready()
@@ -98,6 +98,17 @@ def two_apis(stack_app, stack_settings) -> Iterator[tuple[ApiProcess, ApiProcess
     finally:
         for api in apis:
             api.stop()
+
+
+@pytest.fixture
+def two_apis(stack_app, stack_settings) -> Iterator[tuple[ApiProcess, ...]]:
+    yield from serve_apis(stack_settings, 2)
+
+
+@pytest.fixture
+def one_api(stack_app, stack_settings) -> Iterator[ApiProcess]:
+    for (api,) in serve_apis(stack_settings, 1):
+        yield api
 
 
 def wait_until(predicate, timeout_s: float = TASK_TIMEOUT_S) -> None:
@@ -174,7 +185,7 @@ def test_counters_and_depths_match_a_batch_across_two_api_processes(
     assert count(first.metrics(), "celery_stack_workers_up") == 0
 
 
-def test_metrics_need_no_api_key_and_parse_with_nothing_recorded(two_apis):
-    samples = two_apis[0].metrics()
+def test_metrics_need_no_api_key_and_parse_with_nothing_recorded(one_api):
+    samples = one_api.metrics()
     assert count(samples, "celery_stack_redis_up") == 1
     assert count(samples, "celery_stack_tasks_submitted_total") == 0

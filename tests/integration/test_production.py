@@ -16,6 +16,8 @@ import httpx
 import psutil
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from stack.redis_server import free_port
 
@@ -26,6 +28,7 @@ START = ROOT / "start_production.py"
 SECRET = "s3cr3t-but-long-enough-0123456789"
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
+NO_RETRY = Retry(NoBackoff(), 0)  # the first refusal is the answer
 
 
 def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -137,7 +140,8 @@ def test_configured_production_stack_is_ready_and_locked_down(production):
     api = f"http://127.0.0.1:{env['API_PORT']}"
     flower = f"http://127.0.0.1:{env['FLOWER_PORT']}"
 
-    anonymous = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5)
+    # No retries: redis-py retries an AuthenticationError (a ConnectionError) with backoff, ~4 s.
+    anonymous = redis.Redis.from_url(env["REDIS_URL"], socket_timeout=5, retry=NO_RETRY)
     with pytest.raises(redis.AuthenticationError):
         anonymous.ping()
     anonymous.close()

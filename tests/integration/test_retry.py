@@ -37,6 +37,7 @@ def test_task_failing_twice_succeeds_on_third_attempt_after_the_scheduled_gaps(
     assert accounting.succeeded == [task_id] and accounting.dead_lettered == []
 
 
+@pytest.mark.stack_settings(STACK_RETRY_DELAYS="0.1")  # the gaps are the test above's business
 def test_retried_task_keeps_its_queue_and_priority(stack_app, stack_worker, stack_dead_letters):
     stack_worker(concurrency=1)
     task_id = submit(
