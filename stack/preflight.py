@@ -17,6 +17,8 @@ from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from stack.errors import InsecureSettings
 from stack.settings import Settings
@@ -253,6 +255,7 @@ def _answers_without_password(url: str, settings: Settings) -> bool:
         ssl=parts.scheme == "rediss",
         socket_timeout=PROBE_TIMEOUT_S,
         socket_connect_timeout=PROBE_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),  # one question, one answer: no ~4 s of redis-py backoff
         **ssl_options(settings),
     )
     try:
