@@ -9,6 +9,7 @@ import logging
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual as kombu_virtual
 
 logger = logging.getLogger(__name__)
 
@@ -51,5 +52,52 @@ def guard_restore_after_teardown() -> None:
     setattr(qos, _PATCHED, True)
 
 
+def _torn_down(channel: Any) -> bool:
+    transport = getattr(channel, "connection", None)
+    return transport is None or getattr(transport, "client", None) is None
+
+
+def guard_ack_after_teardown() -> None:
+    """Don't crash the worker acking a message of a channel torn down by a reconnect.
+
+    Same Celery 5.7 teardown as above, later: a pool child finishes a task whose
+    message came over the old channel, and the ack (or reject) runs there after the
+    consumer reconnected: ``AttributeError: 'NoneType' object has no attribute
+    'client'`` stops the worker ("Unrecoverable error") and the batch is left
+    unconsumed. Seen by tests/integration/test_chaos_redis.py (about 1 run in 15).
+    Only the channel's own bookkeeping is cleared: the message stays in Redis's
+    unacked hash and comes back after the visibility timeout (at-least-once, as
+    after a killed worker).
+    """
+    qos: Any = kombu_redis.QoS
+    if getattr(qos.ack, _PATCHED, False):
+        return
+    forget: Any = kombu_virtual.QoS.ack  # local state only, no Redis call
+    original_ack, original_reject = qos.ack, qos.reject
+
+    def ack(self: Any, delivery_tag: Any) -> Any:
+        if _torn_down(self.channel):
+            logger.warning(TORN_DOWN_ACK)
+            return forget(self, delivery_tag)
+        return original_ack(self, delivery_tag)
+
+    def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> Any:
+        if _torn_down(self.channel):
+            logger.warning(TORN_DOWN_ACK)
+            return forget(self, delivery_tag)
+        return original_reject(self, delivery_tag, requeue)
+
+    for patched, original in ((ack, original_ack), (reject, original_reject)):
+        patched.__wrapped__ = original  # type: ignore[attr-defined]
+        setattr(patched, _PATCHED, True)
+    qos.ack, qos.reject = ack, reject
+
+
+TORN_DOWN_ACK = (
+    "ack on a torn-down broker connection: the message comes back after the visibility timeout"
+)
+
+
 def apply() -> None:
     guard_restore_after_teardown()
+    guard_ack_after_teardown()

@@ -36,6 +36,19 @@ def test_closing_a_torn_down_channel_keeps_its_unacked_message_in_redis(stack_ap
     client.close()
 
 
+def test_acking_on_a_torn_down_channel_keeps_the_message_in_redis(stack_app, stack_settings):
+    compat.apply()
+    channel = torn_down_channel_with_an_unacked_message(stack_settings.broker_url)
+    (tag,) = list(channel.qos._delivered)
+
+    channel.qos.ack(tag)  # without the guard: AttributeError, an "Unrecoverable error"
+
+    assert tag in channel.qos._dirty, "the channel forgets it at its next flush"
+    client = redis_client(stack_settings)
+    assert client.hlen("unacked") == 1, "the message waits for the visibility timeout"
+    client.close()
+
+
 def test_kombu_still_has_the_bug_the_guard_works_around(stack_app, stack_settings, monkeypatch):
     compat.apply()
     unguarded = kombu_redis.QoS.restore_unacked.__wrapped__
