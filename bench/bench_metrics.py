@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import draining  # noqa: E402
 from stack.celery_app import load_app  # noqa: E402
-from stack.exporter import exposition  # noqa: E402
+from stack.metrics.exporter import exposition  # noqa: E402
 from stack.settings import Settings  # noqa: E402
 
 TARGET_COST = 0.10  # issue 6: metrics + events may cost at most 10 % of the drain rate

@@ -27,9 +27,9 @@ from typing import Any
 
 from pydantic import AliasChoices
 
-from stack.launcher import PROBE_INTERVAL_S
-from stack.probes import FileWritten, HttpOk, Probe, RedisPing, WorkerPing
-from stack.redis_server import free_port
+from stack.checks.probes import FileWritten, HttpOk, Probe, RedisPing, WorkerPing
+from stack.launcher.manager import PROBE_INTERVAL_S
+from stack.redis_command import free_port
 from stack.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

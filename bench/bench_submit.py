@@ -38,8 +38,9 @@ from pydantic import AliasChoices
 
 from stack.celery_app import create_celery_app
 from stack.connection import redis_client
-from stack.redis_server import LocalRedisServer, free_port
-from stack.services import child_env
+from stack.harness.redis_servers import LocalRedisServer
+from stack.launcher.services import child_env
+from stack.redis_command import free_port
 from stack.settings import Settings
 
 TARGET_RATE = 500.0  # requests/s, issue 5

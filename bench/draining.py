@@ -20,9 +20,9 @@ from typing import Any, TypeVar
 import redis
 from celery import Celery
 
+from stack.harness.redis_servers import LocalRedisServer
+from stack.harness.worker_process import WorkerProcess
 from stack.queues import UNACKED_KEY, Priority, priority_lists
-from stack.redis_server import LocalRedisServer
-from stack.worker import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 IDLE_QUEUE = "bench.idle"  # workers start on it, so nothing drains before the clock

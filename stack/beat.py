@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import redis
 from celery.beat import PersistentScheduler
 from redis.exceptions import LockError
 
-from stack.connection import SOCKET_TIMEOUT_S, redis_client
-from stack.probes import RedisProbe
+from stack.connection import redis_client
+from stack.context import context_of
 from stack.settings import Settings
-from stack.task import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
     """PersistentScheduler that dispatches only while it holds the stack's beat lock."""
 
     def setup_schedule(self) -> None:
-        settings = settings_of(self.app)
+        settings = context_of(self.app).settings
         self.lock_name = lock_key(settings)
         self.lock = redis_client(settings).lock(
             self.lock_name, timeout=LOCK_TTL_S, sleep=STANDBY_POLL_S, thread_local=False
@@ -91,20 +89,3 @@ class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
 
 def lock_key(settings: Settings) -> str:
     return f"{settings.key_prefix}beat:lock"
-
-
-@dataclass
-class BeatLockHeld(RedisProbe):
-    """A probe: some beat holds the lock (a standing-by beat is healthy too)."""
-
-    socket_timeout_s: ClassVar[float] = SOCKET_TIMEOUT_S  # asked once (a healthcheck), not polled
-
-    @property
-    def description(self) -> str:
-        return f"beat lock {lock_key(self.settings)} held"
-
-    def ask(self, client: redis.Redis[bytes]) -> bool:
-        if client.exists(lock_key(self.settings)):
-            return True
-        self.problem = "no beat holds the lock: is a beat running?"
-        return False

@@ -1,16 +1,63 @@
-"""The one Redis client factory: every module gets its Redis from here."""
+"""The Redis boundary: the one client factory, and the one place Redis errors are translated.
+
+Every module gets its Redis client from :func:`redis_client`. Whatever raises
+"Redis did not answer" (redis-py, kombu, a bare socket) is one of
+:data:`REDIS_ERRORS`, and :func:`translated` turns it into one
+:class:`~stack.errors.BrokerUnavailable` with one message shape: which Redis
+(password redacted), what was being done, and which variable to check.
+"""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import kombu.exceptions
 import redis
 
+from stack.errors import BrokerUnavailable
 from stack.settings import Settings
 
 SOCKET_TIMEOUT_S = 3.0  # a dead Redis must fail a request in seconds, never hang it
+
+# Everything that means "Redis did not answer", raw or wrapped by kombu.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.RedisError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def redact(url: str) -> str:
+    """``url`` fit for a message or a table: its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def unavailable(
+    exc: BaseException, url: str, doing: str, variable: str = "REDIS_URL"
+) -> BrokerUnavailable:
+    """The one "Redis did not answer" error: which Redis, doing what, and what to check."""
+    return BrokerUnavailable(
+        f"Redis at {redact(url)} did not answer {doing} ({type(exc).__name__}: {exc}); "
+        f"is it running? Check {variable}"
+    )
+
+
+@contextmanager
+def translated(url: str, doing: str, variable: str = "REDIS_URL") -> Iterator[None]:
+    """Turn any of REDIS_ERRORS raised inside into :func:`unavailable`'s BrokerUnavailable."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise unavailable(exc, url, doing, variable) from exc
 
 
 def ssl_options(settings: Settings) -> dict[str, Any]:

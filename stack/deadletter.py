@@ -1,4 +1,5 @@
-"""Dead letters: the DeadLetter record and the store the worker, API and CLI share.
+"""Dead letters: the DeadLetter record and the store the worker, API and CLI share (a pure store:
+replaying a record is `stack.submit.replay`, rendering one is the CLI's).
 
 On Redis, Celery simply acks a failed task: it is gone. Here a task that
 failed for good (retries exhausted, an error never retried, a hard time limit,
@@ -13,19 +14,15 @@ and replay it. The store owns the ``<key_prefix>deadletter:`` keys:
 from __future__ import annotations
 
 import json
-import time
 import traceback
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
 
 from stack.errors import DeadLetterNotFound
 from stack.settings import Settings
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 MAX_TRACEBACK_CHARS = 20_000  # enough for any real traceback; bounds a runaway one
 DEFAULT_PAGE_SIZE = 50
@@ -183,26 +180,8 @@ class DeadLetterStore:
         raw = self.redis.hget(self.records_key, record_id)
         return None if raw is None else DeadLetter.model_validate_json(raw)
 
-    def replay(self, record_id: str, app: Celery) -> str:
-        """Publish the task again to its original queue and priority; return the new task id.
-
-        The record stays, noting the replay, so its history survives a second failure.
-        """
-        from stack.submit import submit  # submit -> task -> here: imported on use
-
-        record = self.get(record_id)
-        new_id = submit(
-            app,
-            record.name,
-            args=record.args,
-            kwargs=record.kwargs,
-            priority=record.priority,
-            queue=record.queue,
-        )
-        self._note_replay(record_id, Replay(task_id=new_id, at=time.time()))
-        return new_id
-
-    def _note_replay(self, record_id: str, replay: Replay) -> None:
+    def note_replay(self, record_id: str, replay: Replay) -> None:
+        """Append ``replay`` to the record's history (optimistic lock; a deleted record is left)."""
         for _ in range(REPLAY_WATCH_ATTEMPTS):
             with self.redis.pipeline() as pipe:
                 try:
@@ -232,43 +211,5 @@ class DeadLetterStore:
         return int(count)
 
 
-def dead_letter_error(client: redis.Redis[bytes], settings: Settings, task_id: str) -> str | None:
-    """The status line of a dead-lettered task, or None (the /task-status hook)."""
-    record = DeadLetterStore(client, settings).find_by_task(task_id)
-    return None if record is None else record.error
-
-
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def replay_all(store: DeadLetterStore, app: Celery) -> list[tuple[str, str]]:
-    """Replay every record not replayed yet (a second run publishes nothing twice).
-
-    Returns (record id, new task id) pairs, oldest record first.
-    """
-    pending = [r for r in reversed(store.page(0, store.count())) if not r.replays]
-    return [(record.id, store.replay(record.id, app)) for record in pending]
-
-
-def render_records(records: list[DeadLetter], total: int) -> str:
-    """One line per record, newest first, for `celery-stack dlq list`."""
-    if not records:
-        return f"no dead letters (of {total})"
-    lines = [f"{'id':<32}  {'when (UTC)':<19}  {'task':<24}  {'queue/priority':<20}  error"]
-    for r in records:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.last_failure_at))
-        where = f"{r.queue}/{r.priority}"
-        replayed = f" [replayed x{len(r.replays)}]" if r.replays else ""
-        lines.append(f"{r.id:<32}  {when:<19}  {r.name:<24}  {where:<20}  {r.error}{replayed}")
-    lines.append(f"{len(records)} shown of {total}")
-    return "\n".join(lines)
-
-
-def render_record(record: DeadLetter) -> str:
-    """Every field of one record, for `celery-stack dlq show`."""
-    fields = record.model_dump(exclude={"traceback", "replays"})
-    width = max(len(k) for k in fields)
-    lines = [f"{key:<{width}}  {value}" for key, value in fields.items()]
-    lines += [f"{'replays':<{width}}  {r.task_id} at {r.at:.3f}" for r in record.replays]
-    return "\n".join([*lines, "", record.traceback.rstrip()])

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stack.errors import InsecureSettings
+from stack.retry import delay_overrun_s
 from stack.settings import Settings
 
 MIN_SECRET_CHARS = 16  # shorter API keys, passwords and cookie secrets are guessable
@@ -189,8 +190,8 @@ def check_visibility_timeout(settings: Settings, environ: Mapping[str, str]) -> 
     """Redis redelivers anything unacked after the visibility timeout: a late retry or a
     long task would run twice."""
     timeout = settings.visibility_timeout_s
-    longest = max(settings.retry_delays_s) * (1 + settings.retry_jitter)  # jitter stretches it
-    if longest >= timeout:
+    longest = delay_overrun_s(settings)
+    if longest is not None:
         yield Finding(
             f"a retry delay ({longest:g} s) is not below the visibility timeout ({timeout} s), "
             "so the delayed task would also be redelivered",

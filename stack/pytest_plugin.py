@@ -30,20 +30,21 @@ import pytest
 from celery import Celery
 from pydantic import AliasChoices
 
-from stack.celery_app import REFERENCE_APP, load_app
+from stack.app_factory import REFERENCE_APP, load_app
 from stack.connection import redis_client
+from stack.context import context_of
 from stack.deadletter import DeadLetterStore
 from stack.errors import SettingsError
-from stack.queues import QUEUES, queue_name
-from stack.redis_backend import (
+from stack.harness.backend_choice import (
     BackendChoice,
     choose_backend,
     make_redis_server,
     use_testcontainers_defaults,
 )
-from stack.redis_server import RedisServer
+from stack.harness.redis_servers import RedisServer
+from stack.harness.worker_process import WorkerProcess
+from stack.queues import QUEUES, physical_names
 from stack.settings import Settings, settings_env
-from stack.worker import WorkerProcess
 
 TEST_RETRY_DELAYS = "0.2,0.4,0.6"  # the seeds' minutes, shrunk: tests never wait minutes
 TEST_VISIBILITY_TIMEOUT_S = "30"  # above every test retry delay, short enough to recover in tests
@@ -212,6 +213,7 @@ def stack_app(stack_settings: Settings, stack_redis: RedisServer) -> Iterator[Ce
         client.close()
     app = load_app(stack_settings)
     yield app
+    context_of(app).close()
     app.close()
     forget_broker_connections(app)
 
@@ -232,13 +234,9 @@ def forget_broker_connections(app: Celery) -> None:
 
 
 @pytest.fixture
-def stack_dead_letters(stack_app: Celery, stack_settings: Settings) -> Iterator[DeadLetterStore]:
+def stack_dead_letters(stack_app: Celery) -> DeadLetterStore:
     """The DeadLetterStore of the app under test (same Redis, same key prefix)."""
-    client = redis_client(stack_settings)
-    try:
-        yield DeadLetterStore(client, stack_settings)
-    finally:
-        client.close()
+    return context_of(stack_app).dead_letters
 
 
 @pytest.fixture(scope="session")
@@ -279,7 +277,7 @@ def physical_queues(settings: Settings, names: Sequence[str] | None) -> list[str
     prefix; a user app's queue names are its own (None: the app's defaults)."""
     if settings.celery_app != REFERENCE_APP:
         return list(names) if names else None
-    return [queue_name(settings, name) for name in (names or QUEUES)]
+    return physical_names(settings, names or QUEUES)
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ every unmarked task critical; we default to ``normal`` instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from kombu import Exchange, Queue
 
 from stack.errors import UnknownQueue
 from stack.settings import Settings
@@ -70,11 +73,34 @@ ROUTES = {
 }
 
 
+def physical_name(settings: Settings, logical: str) -> str:
+    """The name workers consume for a logical queue (STACK_QUEUE_PREFIX isolates tests)."""
+    return f"{settings.queue_prefix}{logical}"
+
+
+def logical_name(settings: Settings, physical: str | None) -> str:
+    """The logical name of a physical queue (``default`` when a delivery names none)."""
+    return physical.removeprefix(settings.queue_prefix) if physical else DEFAULT_QUEUE
+
+
 def queue_name(settings: Settings, queue: str) -> str:
-    """The physical queue name for a logical one (prefixed for test isolation)."""
+    """The physical name of one of the stack's QUEUES; UnknownQueue for any other name."""
     if queue not in QUEUES:
         raise UnknownQueue(queue, QUEUES)
-    return f"{settings.queue_prefix}{queue}"
+    return physical_name(settings, queue)
+
+
+def physical_names(settings: Settings, logical: Sequence[str] = QUEUES) -> list[str]:
+    """Physical names of ``logical`` queues (all of them by default): a worker's ``-Q``."""
+    return [queue_name(settings, name) for name in logical]
+
+
+def declarations(settings: Settings) -> list[Queue]:
+    """The reference app's ``task_queues``: one direct exchange per queue, named alike."""
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name)
+        for name in physical_names(settings)
+    ]
 
 
 def priority_lists(physical_queue: str) -> list[str]:
@@ -89,7 +115,7 @@ def task_routes(settings: Settings) -> dict[str, dict[str, Any]]:
     return {pattern: {"queue": queue_name(settings, q)} for pattern, q in ROUTES.items()}
 
 
-def route_for(settings: Settings, task_name: str) -> str:
+def route_for(task_name: str) -> str:
     """The logical queue a task name routes to."""
     for pattern, queue in ROUTES.items():
         if task_name.startswith(pattern.rstrip("*")):
@@ -105,8 +131,8 @@ def queue_depths(client: redis.Redis[bytes], settings: Settings) -> dict[str, in
     instead: see :func:`unacked_count`.
     """
     pipe = client.pipeline(transaction=False)
-    for queue in QUEUES:
-        for key in priority_lists(queue_name(settings, queue)):
+    for queue in physical_names(settings):
+        for key in priority_lists(queue):
             pipe.llen(key)
     counts = iter(pipe.execute())
     return {queue: sum(int(next(counts)) for _ in PRIORITY_STEPS) for queue in QUEUES}

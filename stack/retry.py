@@ -92,19 +92,26 @@ class RetryPolicy:
         return RetryDecision(True, countdown_s=self.delay_s(retries, rand))
 
 
+def delay_overrun_s(settings: Settings, delays: Sequence[float] | None = None) -> float | None:
+    """The longest retry delay (jitter included) when it is not below the visibility timeout.
+
+    The one visibility-timeout rule: Redis re-delivers any message left unacked
+    past that timeout, countdown retries included, so such a delay runs the task
+    twice. None when the schedule is safe.
+    """
+    schedule = tuple(delays) if delays else settings.retry_delays_s
+    longest = max(schedule) * (1 + settings.retry_jitter)
+    return longest if longest >= settings.visibility_timeout_s else None
+
+
 def validate(
     settings: Settings,
     delays: Sequence[float] | None = None,
     source: str = "STACK_RETRY_DELAYS",
 ) -> None:
-    """Refuse a schedule that the broker would break.
-
-    Redis re-delivers any message left unacked past the visibility timeout,
-    countdown retries included: a delay at or above it runs the task twice.
-    """
-    schedule = tuple(delays) if delays else settings.retry_delays_s
-    longest = max(schedule) * (1 + settings.retry_jitter)
-    if longest >= settings.visibility_timeout_s:
+    """Refuse a schedule that the broker would break (see :func:`delay_overrun_s`)."""
+    longest = delay_overrun_s(settings, delays)
+    if longest is not None:
         jitter = ""
         if settings.retry_jitter:
             jitter = f" (with STACK_RETRY_JITTER={settings.retry_jitter:g})"

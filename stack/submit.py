@@ -1,4 +1,8 @@
-"""submit(): the one way a task enters the stack, for the API, the CLI, tests and Locust."""
+"""submit() and replay(): the one way a task enters Redis, for the API, the CLI, tests and Locust.
+
+A task id is returned only for a message Redis has stored; a Redis that does
+not take it within the publish timeout is a BrokerUnavailable, never a hang.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import kombu.exceptions
-import redis
 from celery import Celery
 
 from stack import queues
-from stack.errors import BrokerUnavailable, UnknownTask
+from stack.connection import REDIS_ERRORS, unavailable
+from stack.context import context_of
+from stack.deadletter import Replay
+from stack.errors import UnknownTask
 from stack.queues import Priority
-from stack.task import settings_of
-
-BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    kombu.exceptions.OperationalError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def submit(
@@ -37,15 +33,13 @@ def submit(
 
     ``queue`` is a logical queue name (None: the task's route). Raises
     UnknownTask for a name the app does not register and BrokerUnavailable
-    when Redis does not take the message within the publish timeout: a task id
-    is returned only for a message Redis has stored.
+    when Redis does not take the message within the publish timeout.
     """
-    settings = settings_of(app)
+    settings = context_of(app).settings
     if name not in app.tasks:
         raise UnknownTask(name)
     level = Priority.parse(priority)
-    logical = queue or queues.route_for(settings, name)
-    physical = queues.queue_name(settings, logical)
+    physical = queues.queue_name(settings, queue or queues.route_for(name))
     try:
         result = app.send_task(
             name,
@@ -58,13 +52,43 @@ def submit(
             retry=True,
             retry_policy={"errback": publish_deadline(settings.publish_timeout_s)},
         )
-    except BROKER_ERRORS as exc:
-        raise BrokerUnavailable(
-            f"Redis at {redact(settings.broker_url)} did not accept the task "
-            f"within {settings.publish_timeout_s:g} s ({exc}); is it running? "
-            "Check REDIS_URL / CELERY_BROKER_URL"
+    except REDIS_ERRORS as exc:
+        raise unavailable(
+            exc,
+            settings.broker_url,
+            f"within {settings.publish_timeout_s:g} s: the task was not queued",
+            "REDIS_URL / CELERY_BROKER_URL",
         ) from exc
     return str(result.id)
+
+
+def replay(app: Celery, record_id: str) -> str:
+    """Publish a dead letter's task again, to its original queue and priority; return the new id.
+
+    The record stays, noting the replay, so its history survives a second failure.
+    """
+    store = context_of(app).dead_letters
+    record = store.get(record_id)
+    new_id = submit(
+        app,
+        record.name,
+        args=record.args,
+        kwargs=record.kwargs,
+        priority=record.priority,
+        queue=record.queue,
+    )
+    store.note_replay(record_id, Replay(task_id=new_id, at=time.time()))
+    return new_id
+
+
+def replay_all(app: Celery) -> list[tuple[str, str]]:
+    """Replay every record not replayed yet (a second run publishes nothing twice).
+
+    Returns (record id, new task id) pairs, oldest record first.
+    """
+    store = context_of(app).dead_letters
+    pending = [r for r in reversed(store.page(0, store.count())) if not r.replays]
+    return [(record.id, replay(app, record.id)) for record in pending]
 
 
 def publish_deadline(timeout_s: float) -> Callable[[BaseException, float], None]:
@@ -81,13 +105,3 @@ def publish_deadline(timeout_s: float) -> Callable[[BaseException, float], None]
             raise exc
 
     return give_up_after_deadline
-
-
-def redact(url: str) -> str:
-    """A broker URL fit for an error message: the password replaced."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = creds.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"

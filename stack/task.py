@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import redis
 from celery import Celery, Task
@@ -20,12 +20,12 @@ from celery.exceptions import Ignore, Reject, Retry
 from celery.worker import state as worker_state
 from celery.worker.request import Request
 
-from stack import retry, signals
-from stack.connection import redis_client
-from stack.deadletter import DeadLetter, DeadLetterStore
-from stack.errors import RedeliveryLimitExceeded, SettingsError
-from stack.queues import Priority
-from stack.ratelimit import Grant, Rate, RateLimiter, rate_for, rate_limits
+from stack import signals
+from stack.context import StackContext, context_of
+from stack.deadletter import DeadLetter
+from stack.errors import RedeliveryLimitExceeded
+from stack.queues import Priority, logical_name
+from stack.ratelimit import Grant, Rate, RateLimiter, rate_for
 from stack.redelivery import RedeliveryCounter
 from stack.retry import RetryPolicy
 from stack.settings import Settings
@@ -48,65 +48,11 @@ RETRY_PUBLISH_POLICY = {
 PASS_THROUGH = (Retry, Ignore, Reject)  # Celery's own control flow, never a failure
 
 
-def bind_settings(app: Celery, settings: Settings) -> None:
-    """Attach the settings that tasks, hooks and stores of this app read.
-
-    Settings the kit cannot honour (a retry delay past the visibility timeout,
-    a malformed rate limit) are refused here, at start-up, not at the first failure.
-    """
-    retry.validate(settings)
-    rate_limits(settings)
-    app.stack_settings = settings
-    app.stack_redis = None
-
-
-def validate_tasks(app: Celery) -> None:
-    """Refuse task-level overrides the broker would break (call once the tasks are imported)."""
-    settings = settings_of(app)
-    for task in app.tasks.values():
-        delays = getattr(task, "retry_delays_s", None)
-        if delays:
-            retry.validate(settings, delays, source=f"retry_delays_s of task {task.name}")
-        if isinstance(task, StackTask):
-            rate_for(settings, task)
-
-
-def settings_of(app: Celery) -> Settings:
-    settings = getattr(app, "stack_settings", None)
-    if settings is None:
-        raise SettingsError(
-            f"the Celery app {app.main!r} is not bound to celery-stack settings: "
-            "build it with stack.celery_app.create_celery_app() or load_app()"
-        )
-    return cast(Settings, settings)
-
-
-def redis_of(app: Celery) -> redis.Redis[bytes]:
-    """One Redis client per app and process (created lazily: prefork children fork first)."""
-    client = getattr(app, "stack_redis", None)
-    if client is None:
-        client = redis_client(settings_of(app))
-        app.stack_redis = client
-    return cast("redis.Redis[bytes]", client)
-
-
-def dead_letters_of(app: Celery) -> DeadLetterStore:
-    """The dead-letter store of this app's stack (the worker, API and CLI share it)."""
-    return DeadLetterStore(redis_of(app), settings_of(app))
-
-
 def origin(delivery_info: dict[str, Any] | None) -> tuple[str | None, int]:
     """(physical queue, priority step) a message came from: a retry or deferral goes back there."""
     info = delivery_info or {}
     step = info.get("priority")
     return info.get("routing_key"), Priority.from_step(step).value
-
-
-def logical_queue(settings: Settings, physical: str | None) -> str:
-    """The logical queue name of a physical one (strips STACK_QUEUE_PREFIX)."""
-    if not physical:
-        return "default"
-    return physical.removeprefix(settings.queue_prefix)
 
 
 def carried_headers(headers: dict[str, Any] | None, **updates: Any) -> dict[str, Any]:
@@ -132,12 +78,16 @@ class StackTask(Task):  # type: ignore[misc]
     global_rate_limit: str | None = None
 
     @property
+    def context(self) -> StackContext:
+        return context_of(self.app)
+
+    @property
     def settings(self) -> Settings:
-        return settings_of(self.app)
+        return self.context.settings
 
     @property
     def redis(self) -> redis.Redis[bytes]:
-        return redis_of(self.app)
+        return self.context.redis
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -305,7 +255,7 @@ def dead_letter_for(request: Any, name: str, settings: Settings, **failure: Any)
         name=name,
         args=list(request.args or ()),
         kwargs=dict(request.kwargs or {}),
-        queue=logical_queue(settings, queue),
+        queue=logical_name(settings, queue),
         priority=Priority(priority).label,
         worker=request.hostname,
         **failure,
@@ -319,7 +269,7 @@ def store_dead_letter(app: Celery, record: DeadLetter) -> None:
     own failure must still reach Celery.
     """
     try:
-        _, created = dead_letters_of(app).add(record)
+        _, created = context_of(app).dead_letters.add(record)
     except Exception:
         logger.exception("could not store the dead letter of %s[%s]", record.name, record.task_id)
         return
@@ -344,7 +294,7 @@ class StackRequest(Request):  # type: ignore[misc]
         record = dead_letter_for(
             self,
             self.name,
-            settings_of(app),
+            context_of(app).settings,
             exception_type="celery.exceptions.TimeLimitExceeded",
             exception_message=f"hard time limit ({timeout:g} s) exceeded",
             reason="hard time limit",

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stack.cli.output import print_json
 from stack.settings import Settings
 
+if TYPE_CHECKING:
+    from stack.checks.doctor import Report
+
 
 def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.healthcheck import healthy
+    from stack.checks.healthcheck import healthy
 
     ok, detail = healthy(settings, args.service, args.hostname)
     print(f"{args.service}: {'healthy' if ok else 'unhealthy'} ({detail})")
@@ -19,7 +22,7 @@ def cmd_health(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def add_health(sub: Any) -> None:
-    from stack.healthcheck import SERVICES
+    from stack.checks.healthcheck import SERVICES
 
     p = sub.add_parser("health", help="container healthcheck: exit 0 when SERVICE serves")
     p.add_argument("service", choices=SERVICES)
@@ -46,7 +49,7 @@ def add_preflight(sub: Any) -> None:
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.doctor import render_report, run_doctor
+    from stack.checks.doctor import run_doctor
 
     report = run_doctor(settings, os.environ)
     print_json(report.as_dict()) if args.json else print(render_report(report))
@@ -60,3 +63,20 @@ def add_doctor(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_doctor)
+
+
+LEVEL_MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
+
+
+def render_report(report: Report) -> str:
+    width = max(len(check.name) for check in report.checks)
+    lines = []
+    for check in report.checks:
+        lines.append(f"{LEVEL_MARK[check.level]:<4}  {check.name:<{width}}  {check.detail}")
+        if check.fix and check.level in ("warn", "fail"):
+            lines.append(f"{'':<4}  {'':<{width}}  fix: {check.fix}")
+    failed = sum(check.level == "fail" for check in report.checks)
+    warned = sum(check.level == "warn" for check in report.checks)
+    verdict = "the stack can run tasks" if report.ok else f"{failed} essential check(s) failed"
+    lines.append(f"doctor: {verdict} ({warned} warning(s))")
+    return "\n".join(lines)

@@ -4,55 +4,50 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from stack.cli.output import print_json
 from stack.settings import Settings
 
+if TYPE_CHECKING:
+    from stack.deadletter import DeadLetter
+
 
 def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from stack import deadletter
-    from stack.celery_app import load_app
-    from stack.errors import BrokerUnavailable
-    from stack.status import REDIS_ERRORS
-    from stack.task import dead_letters_of
+    from stack.app_factory import load_app
+    from stack.connection import translated
+    from stack.context import context_of
 
     app = load_app(settings)
-    store = dead_letters_of(app)
-    try:
+    store = context_of(app).dead_letters
+    with translated(settings.broker_url, f"`dlq {args.action}`"):
         if args.action == "list":
             records, total = store.page(args.offset, args.limit), store.count()
             if args.json:
                 print_json({"total": total, "items": [r.model_dump() for r in records]})
             else:
-                print(deadletter.render_records(records, total))
+                print(render_records(records, total))
         elif args.action == "show":
             record = store.get(args.id)
-            if args.json:
-                print_json(record.model_dump())
-            else:
-                print(deadletter.render_record(record))
+            print_json(record.model_dump()) if args.json else print(render_record(record))
         elif args.action == "replay":
-            return _dlq_replay(store, app, args)
+            return _dlq_replay(app, args)
         elif args.action == "delete":
             store.delete(args.id)
             print_json({"deleted": args.id}) if args.json else print(f"deleted {args.id}")
         elif args.action == "purge":
             return _dlq_purge(store, args)
-    except REDIS_ERRORS as exc:
-        raise BrokerUnavailable(
-            f"Redis did not answer ({exc}); is it running? Check REDIS_URL"
-        ) from exc
     return 0
 
 
-def _dlq_replay(store: Any, app: Any, args: argparse.Namespace) -> int:
-    from stack.deadletter import replay_all
+def _dlq_replay(app: Any, args: argparse.Namespace) -> int:
+    from stack.submit import replay, replay_all
 
     if args.all == (args.id is not None):
         print("celery-stack: error: dlq replay takes one record id, or --all", file=sys.stderr)
         return 2
-    pairs = replay_all(store, app) if args.all else [(args.id, store.replay(args.id, app))]
+    pairs = replay_all(app) if args.all else [(args.id, replay(app, args.id))]
     if args.json:
         print_json([{"record_id": r, "task_id": t} for r, t in pairs])
     else:
@@ -99,3 +94,26 @@ def add_dlq(sub: Any) -> None:
     for action in (ls, show, replay, delete, purge):
         action.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_dlq)
+
+
+def render_records(records: list[DeadLetter], total: int) -> str:
+    """One line per record, newest first, for `celery-stack dlq list`."""
+    if not records:
+        return f"no dead letters (of {total})"
+    lines = [f"{'id':<32}  {'when (UTC)':<19}  {'task':<24}  {'queue/priority':<20}  error"]
+    for r in records:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r.last_failure_at))
+        where = f"{r.queue}/{r.priority}"
+        replayed = f" [replayed x{len(r.replays)}]" if r.replays else ""
+        lines.append(f"{r.id:<32}  {when:<19}  {r.name:<24}  {where:<20}  {r.error}{replayed}")
+    lines.append(f"{len(records)} shown of {total}")
+    return "\n".join(lines)
+
+
+def render_record(record: DeadLetter) -> str:
+    """Every field of one record, for `celery-stack dlq show`."""
+    fields = record.model_dump(exclude={"traceback", "replays"})
+    width = max(len(k) for k in fields)
+    lines = [f"{key:<{width}}  {value}" for key, value in fields.items()]
+    lines += [f"{'replays':<{width}}  {r.task_id} at {r.at:.3f}" for r in record.replays]
+    return "\n".join([*lines, "", record.traceback.rstrip()])

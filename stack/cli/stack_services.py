@@ -16,7 +16,7 @@ from stack.settings import Settings
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.launcher import run
+    from stack.launcher.manager import run
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     return run(
@@ -45,7 +45,7 @@ def add_up(sub: Any) -> None:
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.services import redis_foreground_command
+    from stack.redis_command import redis_foreground_command
 
     command = redis_foreground_command(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,7 @@ def add_redis(sub: Any) -> None:
 
 
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.production import uvicorn_command
+    from stack.launcher.production import uvicorn_command
 
     command = uvicorn_command(settings, host=args.host)
     os.execv(shutil.which(command[0]) or command[0], command)  # uvicorn takes our pid

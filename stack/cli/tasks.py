@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stack.cli.output import print_json
 from stack.settings import Settings
 
+if TYPE_CHECKING:
+    from stack.checks.overview import QueueOverview
+
 
 def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.celery_app import load_app
+    from stack.app_factory import load_app
     from stack.submit import submit
 
     app = load_app(settings)
@@ -27,7 +30,7 @@ def cmd_submit(settings: Settings, args: argparse.Namespace) -> int:
     if args.wait is not None:
         from celery.exceptions import TimeoutError as ResultTimeout
 
-        from stack.status import task_status
+        from stack.task_status import task_status
 
         with contextlib.suppress(ResultTimeout):  # not done yet: report where it stands
             app.AsyncResult(task_id).get(timeout=args.wait, propagate=False)
@@ -56,8 +59,8 @@ def add_submit(sub: Any) -> None:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.celery_app import load_app
-    from stack.overview import queue_overview, render_overview
+    from stack.app_factory import load_app
+    from stack.checks.overview import queue_overview
 
     overview = queue_overview(load_app(settings), workers=True, ping_timeout_s=args.timeout)
     print_json(overview.model_dump()) if args.json else print(render_overview(overview))
@@ -71,3 +74,18 @@ def add_status(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=1.0, help="seconds to wait for worker pings")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=cmd_status)
+
+
+def render_overview(overview: QueueOverview) -> str:
+    """A plain-text table: one line per queue, then the totals."""
+    width = max(len(name) for name in [*overview.queues, "dead letters"])
+    lines = [f"{'queue':<{width}}  waiting"]
+    lines += [f"{name:<{width}}  {depth:>7}" for name, depth in overview.queues.items()]
+    lines += [
+        f"{'unacked':<{width}}  {overview.unacked:>7}",
+        f"{'dead letters':<{width}}  {overview.dead_letters:>7}",
+    ]
+    if overview.workers is not None:
+        names = ", ".join(overview.workers) or "none answered ping"
+        lines.append(f"workers ({len(overview.workers)}): {names}")
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ from locust import FastHttpUser, User, between, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from stack.celery_app import load_app
+from stack.app_factory import load_app
 from stack.connection import redis_client
 from stack.errors import StackError
 from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog

@@ -23,13 +23,12 @@ from typing import Any, TextIO
 import httpx
 import redis
 
-from stack.connection import redis_client
+from stack.connection import redact, redis_client
 from stack.errors import LoadTestFailed, ServiceFailed
+from stack.launcher.services import child_env
 from stack.loadtest.gates import Gates, Verdict
 from stack.loadtest.profiles import DEFAULT_PROFILE, load_profile
-from stack.services import child_env
 from stack.settings import Settings
-from stack.submit import redact
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 SHAPEFILE = Path(__file__).with_name("shape.py")

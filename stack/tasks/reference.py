@@ -27,9 +27,9 @@ from typing import Any
 
 from celery import shared_task
 
-from stack import database
 from stack.retry import NonRetryableError
 from stack.task import StackTask
+from stack.tasks import database
 
 MAX_CSV_BYTES = 10 * 1024 * 1024  # a task argument or upload past this belongs in object storage
 UPLOADS_DIR = "uploads"  # under STACK_DATA_DIR: the only place process_csv reads files from

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 
-from stack.api import create_app
+from stack.api.app import create_app
 from stack.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -1,7 +1,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from stack.api import create_app
+from stack.api.app import create_app
 from stack.connection import redis_client
 
 pytestmark = pytest.mark.integration

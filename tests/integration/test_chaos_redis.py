@@ -11,7 +11,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from stack.api import create_app
+from stack.api.app import create_app
 from stack.connection import redis_client
 from stack.queues import priority_lists, queue_name
 

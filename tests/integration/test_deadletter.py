@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from reliability_helpers import wait_accounted, wait_until
 
-from stack.api import create_app
+from stack.api.app import create_app
 from stack.pytest_plugin import worker_environ
 from stack.queues import Priority, priority_lists, queue_depths, queue_name
 from stack.submit import submit

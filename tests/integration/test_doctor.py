@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
+from stack.checks.doctor import run_doctor
 from stack.connection import redis_client
-from stack.doctor import run_doctor
 from stack.pytest_plugin import worker_environ
 from stack.submit import submit
 

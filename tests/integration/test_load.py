@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from stack.api import create_app
+from stack.api.app import create_app
+from stack.launcher.services import child_env
 from stack.loadtest.gates import E2E, ENQUEUE, Gates
 from stack.loadtest.runner import HTML_REPORT, LoadOptions, run_load
-from stack.redis_server import free_port, port_is_free
-from stack.services import child_env
+from stack.redis_command import free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.redis_server import free_port
+from stack.redis_command import free_port
 from stack.settings import settings_env
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import redis
 from harness import run_pytest, write_project
 
 from stack.connection import redis_client
-from stack.redis_backend import (
+from stack.harness.backend_choice import (
     HARNESS_LABEL,
     OWNER_LABEL,
     docker_client,

@@ -1,8 +1,8 @@
 import pytest
 
 from stack.errors import InsecureSettings
+from stack.harness.redis_servers import LocalRedisServer
 from stack.preflight import check_redis_auth, preflight
-from stack.redis_server import LocalRedisServer
 from stack.settings import Settings
 
 pytestmark = pytest.mark.integration

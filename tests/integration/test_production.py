@@ -19,7 +19,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stack.redis_server import free_port
+from stack.redis_command import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from stack.celery_app import load_app
+from stack.harness.redis_servers import wait_until_ready
+from stack.harness.worker_process import WorkerProcess
 from stack.preflight import check_settings
-from stack.redis_server import free_port, wait_until_ready
+from stack.redis_command import free_port
 from stack.settings import Settings, settings_env
 from stack.submit import submit
-from stack.worker import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from pydantic import AliasChoices
 
 from stack.queues import QUEUES
-from stack.redis_server import free_port, port_is_free
+from stack.redis_command import free_port, port_is_free
 from stack.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -239,7 +239,7 @@ def test_up_uses_a_redis_that_already_answers_and_leaves_it_running(up, stack_re
 
 def test_honcho_start_runs_the_same_procfile_without_the_launcher(tmp_path):
     """The Procfile stands alone: every line has its defaults, so any runner can start it."""
-    from stack.probes import FileWritten, HttpOk, RedisPing, WorkerPing
+    from stack.checks.probes import FileWritten, HttpOk, RedisPing, WorkerPing
 
     ports = {name: free_port() for name in ("REDIS", "API", "FLOWER")}
     env = {

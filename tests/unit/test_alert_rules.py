@@ -3,7 +3,7 @@ from pathlib import Path
 
 import yaml
 
-from stack.metrics import EVENTS, HISTOGRAMS, NAMESPACE
+from stack.metrics.recorder import EVENTS, HISTOGRAMS, NAMESPACE
 
 PROMETHEUS = Path(__file__).resolve().parents[2] / "docker" / "prometheus"
 GAUGES = ("queue_depth", "unacked_messages", "workers_up", "dead_letters", "redis_up")

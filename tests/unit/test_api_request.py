@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from stack.api import TaskRequest, create_app, status_code_for
+from stack.api.app import TaskRequest, create_app, status_code_for
 from stack.errors import (
     BrokerUnavailable,
     DeadLetterNotFound,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stack.status import build_status, describe_error, status_of_state
+from stack.task_status import build_status, describe_error, status_of_state
 
 
 @pytest.mark.parametrize(

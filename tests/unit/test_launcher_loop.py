@@ -11,8 +11,8 @@ import pytest
 from honcho.printer import Message, Printer
 
 from stack.errors import ServiceFailed
-from stack.launcher import Launcher, State
-from stack.services import Service
+from stack.launcher.manager import Launcher, State
+from stack.launcher.services import Service
 from stack.settings import Settings
 
 pids = itertools.count(1000)
@@ -259,7 +259,7 @@ def test_children_get_the_service_env_on_top_of_the_stack_env():
 
 
 def test_a_log_line_probe_sees_the_service_output():
-    from stack.probes import LogLine
+    from stack.checks.probes import LogLine
 
     world = World(scripts={"beat": Script(lines=("beat: Starting...",))})
     services = [Service("beat", "run beat", LogLine("beat: Starting..."))]

@@ -1,8 +1,8 @@
 import pytest
 
+from stack.checks.probes import StayedUp
 from stack.errors import PortInUse
-from stack.probes import StayedUp
-from stack.services import Port, Service, check_ports, stop_waves
+from stack.launcher.services import Port, Service, check_ports, stop_waves
 
 
 def service(name, *ports, requires=(), external=False):

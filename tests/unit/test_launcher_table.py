@@ -1,8 +1,8 @@
 import json
 
-from stack.probes import StayedUp
-from stack.services import Service
-from stack.table import render_json, render_table, row_of
+from stack.checks.probes import StayedUp
+from stack.launcher.services import Service
+from stack.launcher.table import render_json, render_table, row_of
 
 ROWS = [
     row_of(Service("redis", "r", StayedUp(), "redis://127.0.0.1:6379/0"), "ready", 11, 0.05),

@@ -3,8 +3,14 @@ from types import SimpleNamespace
 
 from prometheus_client.core import HistogramMetricFamily
 
-from stack.exporter import _histogram
-from stack.metrics import RUNTIME_BUCKETS_S, SENT_AT_HEADER, SEP, _queue_wait_s, bucket_index
+from stack.metrics.exporter import _histogram
+from stack.metrics.recorder import (
+    RUNTIME_BUCKETS_S,
+    SENT_AT_HEADER,
+    SEP,
+    _queue_wait_s,
+    bucket_index,
+)
 
 
 def test_bucket_index_is_the_first_bound_that_holds_the_value():

@@ -1,8 +1,8 @@
 import os
 import time
 
-from stack.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, redact_url
-from stack.redis_server import free_port
+from stack.checks.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, redact_url
+from stack.redis_command import free_port
 from stack.settings import Settings
 
 

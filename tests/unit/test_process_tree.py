@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from stack.process_tree import ProcessTree
+from stack.launcher.process_tree import ProcessTree
 
 PARENT_AND_CHILD = "sleep 30 & exec sleep 31"  # a main process with a child of its own
 

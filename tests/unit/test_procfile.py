@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from stack.checks.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, WorkerPing
 from stack.errors import ServiceFailed, SettingsError
-from stack.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, WorkerPing
-from stack.services import (
+from stack.launcher.services import (
     build_services,
     child_env,
     load_procfile,

@@ -5,7 +5,7 @@ from datetime import datetime
 from honcho.printer import Message
 
 from stack.jsonlog import JsonFormatter, JsonLinePrinter, uvicorn_log_config
-from stack.production import (
+from stack.launcher.production import (
     MAX_TASKS_PER_CHILD,
     WORKER_CONCURRENCY,
     api_workers,

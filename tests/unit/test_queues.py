@@ -46,7 +46,7 @@ def test_an_unknown_priority_lists_the_levels():
     ],
 )
 def test_tasks_route_to_their_workload_queue(task, queue):
-    assert queues.route_for(Settings.load(environ={}), task) == queue
+    assert queues.route_for(task) == queue
 
 
 def test_queue_names_carry_the_isolation_prefix():

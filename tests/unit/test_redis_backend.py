@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from stack.errors import RedisServerError
-from stack.redis_backend import (
+from stack.harness.backend_choice import (
     TESTCONTAINERS_DEFAULTS,
     BackendChoice,
     choose_backend,
@@ -60,7 +60,7 @@ def test_a_forced_backend_that_cannot_run_says_so_and_refuses_to_start():
 
 
 def test_forcing_docker_without_an_engine_is_an_error_not_a_fallback(monkeypatch):
-    import stack.redis_backend as backend
+    import stack.harness.backend_choice as backend
 
     monkeypatch.setattr(backend, "docker_image", lambda image: (None, "no Docker engine answers"))
 
@@ -71,7 +71,7 @@ def test_forcing_docker_without_an_engine_is_an_error_not_a_fallback(monkeypatch
 
 
 def test_auto_falls_back_to_the_local_binary_when_no_container_can_run(monkeypatch):
-    import stack.redis_backend as backend
+    import stack.harness.backend_choice as backend
 
     monkeypatch.setattr(backend, "docker_image", lambda image: (None, "no Docker engine answers"))
     monkeypatch.setattr(backend, "local_problem", lambda: ("/usr/bin/redis-server", None))
@@ -83,7 +83,7 @@ def test_auto_falls_back_to_the_local_binary_when_no_container_can_run(monkeypat
 
 
 def test_auto_takes_the_container_when_the_image_is_usable(monkeypatch):
-    import stack.redis_backend as backend
+    import stack.harness.backend_choice as backend
 
     monkeypatch.setattr(backend, "docker_image", lambda image: (image, None))
 
@@ -93,7 +93,7 @@ def test_auto_takes_the_container_when_the_image_is_usable(monkeypatch):
 
 
 def test_local_forced_never_asks_docker(monkeypatch):
-    import stack.redis_backend as backend
+    import stack.harness.backend_choice as backend
 
     def fail(image):
         raise AssertionError("docker was asked")
@@ -106,7 +106,7 @@ def test_local_forced_never_asks_docker(monkeypatch):
 
 
 def test_without_the_docker_package_the_reason_names_the_install(monkeypatch):
-    import stack.redis_backend as backend
+    import stack.harness.backend_choice as backend
 
     monkeypatch.setitem(sys.modules, "docker", None)  # `import docker` raises ImportError
 

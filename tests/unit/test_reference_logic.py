@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from stack import database
 from stack.retry import NonRetryableError
+from stack.tasks import database
 from stack.tasks.maintenance import result_age_s
 from stack.tasks.reference import (
     InvalidInput,

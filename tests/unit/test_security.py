@@ -2,8 +2,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
+from stack.api.security import install_security
 from stack.errors import InsecureSettings
-from stack.security import install_security
 from stack.settings import Settings
 
 KEY = "k3y-that-is-long-enough-for-production"

@@ -1,28 +1,21 @@
 """TaskStatus: what happened to a task, in the seed's shape, for the API and the CLI alike.
 
 Celery's states are mapped onto the seed's vocabulary in one table; a task that
-ended in the dead letters is looked up in the dead-letter store (hook below),
-because Celery itself only knows it as FAILURE.
+ended in the dead letters is looked up in the dead-letter store, because Celery
+itself only knows it as FAILURE.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
-import redis
 from celery import Celery
 from pydantic import BaseModel
 
-from stack.deadletter import dead_letter_error
-from stack.errors import BrokerUnavailable
-from stack.submit import BROKER_ERRORS, redact
-from stack.task import redis_of, settings_of
+from stack.connection import translated
+from stack.context import context_of
 
 StatusName = Literal["pending", "processing", "success", "failure", "retrying", "dead_lettered"]
-
-# Everything that means "Redis did not answer", raw or wrapped by kombu.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, redis.RedisError)
 
 # Celery state -> the seed's status. RECEIVED/STARTED need task_track_started (on).
 STATE_TO_STATUS: dict[str, StatusName] = {
@@ -45,19 +38,6 @@ class TaskStatus(BaseModel):
     status: StatusName
     result: Any = None
     error: str | None = None
-
-
-# Dead-letter hook: given the app and a task id, return the error text of its
-# dead-letter record, or None when the task was not dead-lettered.
-DeadLetterLookup = Callable[[Celery, str], str | None]
-
-
-def _dead_letter_store_lookup(app: Celery, task_id: str) -> str | None:
-    """The reliability kit's store (stack.deadletter), on the app's Redis."""
-    return dead_letter_error(redis_of(app), settings_of(app), task_id)
-
-
-dead_letter_lookup: DeadLetterLookup = _dead_letter_store_lookup
 
 
 def status_of_state(state: str) -> StatusName:
@@ -94,13 +74,9 @@ def task_status(app: Celery, task_id: str) -> TaskStatus:
     An id Celery never saw is ``pending``, as in Celery: the backend cannot tell
     "queued" from "unknown". Raises BrokerUnavailable when Redis does not answer.
     """
-    try:
-        dead = dead_letter_lookup(app, task_id)
+    context = context_of(app)
+    with translated(context.settings.result_backend, "the status query", "CELERY_RESULT_BACKEND"):
+        record = context.dead_letters.find_by_task(task_id)
         meta = app.backend.get_task_meta(task_id, cache=False)  # one read: state, info agree
-    except REDIS_ERRORS as exc:
-        backend = redact(settings_of(app).result_backend)
-        raise BrokerUnavailable(
-            f"Redis at {backend} did not answer the status query ({exc}); is it running? "
-            "Check REDIS_URL / CELERY_RESULT_BACKEND"
-        ) from exc
+    dead = None if record is None else record.error
     return build_status(task_id, str(meta["status"]), meta.get("result"), dead)

@@ -6,7 +6,7 @@ machine, and a recycled child takes its place). Process-local counters would
 reset whenever a child is recycled and double count or vanish across API
 workers; prometheus_client's multiprocess mode only sums one host's
 processes. Here every process adds to one total with ``HINCRBY`` (atomic),
-and a custom Collector (``stack.exporter``) reads the totals at scrape time,
+and a custom Collector (``stack.metrics.exporter``) reads the totals at scrape time,
 so any API process on any host answers the same numbers. Pool children
 buffer their per-task increments and write them in one pipeline at most
 every ``FLUSH_EVERY_S`` (``bench/bench_metrics.py`` measures the cost).
@@ -19,21 +19,13 @@ Keys (owned by this module): ``{prefix}metrics:counter:{event}`` and
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any, cast
 
 import redis
-from celery import Celery, current_task, signals
-
-from stack import signals as kit
-from stack.settings import Settings
-from stack.task import RATE_SLOT_HEADER, redis_of, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -195,183 +187,3 @@ def _count(items: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
     for item in items:
         counts[item] = counts.get(item, 0) + 1
     return counts
-
-
-def recorder_of(app: Celery) -> MetricsRecorder:
-    """One recorder per app and process, on the app's Redis client."""
-    recorder = getattr(app, "stack_metrics", None)
-    if recorder is None:
-        recorder = MetricsRecorder(redis_of(app), settings_of(app).key_prefix)
-        app.stack_metrics = recorder
-    return cast(MetricsRecorder, recorder)
-
-
-def count_event(
-    client: redis.Redis[bytes], settings: Settings, event: str, task: str, queue: str
-) -> None:
-    """Count one event for the modules that own it (dead letters, rate limit).
-
-    ``queue`` is the physical queue name (what workers consume), like the other labels.
-    """
-    if event not in EVENTS:
-        raise ValueError(f"unknown metrics event {event!r}: expected one of {', '.join(EVENTS)}")
-    if settings.metrics_enabled:
-        MetricsRecorder(client, settings.key_prefix).record(task, queue, events=(event,))
-
-
-# --- Celery signal handlers: one set per process, whatever the number of apps ------
-
-_app: Celery | None = None  # this process's stack app: its Redis counts publishes and kit events
-_started_at: dict[str, float] = {}  # task id -> monotonic start, in the child running it
-_heartbeats: dict[str, tuple[threading.Event, MetricsRecorder, threading.Thread]] = {}
-
-
-def install(app: Celery) -> None:
-    """Count this app's tasks. Publishes in this process are counted in its Redis
-    (one stack app per process: the last installed one wins)."""
-    global _app
-    if not settings_of(app).metrics_enabled:
-        return
-    _app = app
-    signals.before_task_publish.connect(_stamp, weak=False, dispatch_uid="stack.metrics.stamp")
-    signals.after_task_publish.connect(_on_publish, weak=False, dispatch_uid="stack.metrics.pub")
-    signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid="stack.metrics.prerun")
-    signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid="stack.metrics.postrun")
-    signals.worker_ready.connect(_on_worker_ready, weak=False, dispatch_uid="stack.metrics.up")
-    signals.worker_shutdown.connect(
-        _on_worker_shutdown, weak=False, dispatch_uid="stack.metrics.down"
-    )
-    signals.worker_process_shutdown.connect(
-        _on_child_exit, weak=False, dispatch_uid="stack.metrics.child"
-    )
-    kit.task_dead_lettered.connect(_on_dead_lettered, weak=False, dispatch_uid="stack.metrics.dl")
-    kit.task_rate_limited.connect(_on_rate_limited, weak=False, dispatch_uid="stack.metrics.rl")
-
-
-def _enabled(app: Any) -> bool:
-    settings = getattr(app, "stack_settings", None)
-    return isinstance(settings, Settings) and settings.metrics_enabled
-
-
-def _stamp(headers: dict[str, Any] | None = None, **_: Any) -> None:
-    """Every publish (retries and deferrals too) carries its time, for the queue wait."""
-    if headers is not None:
-        headers[SENT_AT_HEADER] = time.time()
-
-
-def _on_publish(
-    sender: str | None = None,
-    headers: dict[str, Any] | None = None,
-    routing_key: str | None = None,
-    **_: Any,
-) -> None:
-    """Count a first publish once Redis has taken it (a failed publish is no submission)."""
-    if headers is None:
-        return
-    app = _app
-    if app is None or not _enabled(app) or headers.get("retries", 0):
-        return
-    if RATE_SLOT_HEADER in headers:  # a rate-limit deferral republishes: not a new submission
-        return
-    recorder_of(app).record(str(sender), routing_key or "", events=("submitted",))
-
-
-def _queue_of(task: Any) -> str:
-    info = getattr(task.request, "delivery_info", None) or {}
-    return str(info.get("routing_key") or "")
-
-
-def _queue_wait_s(request: Any, now: float) -> float | None:
-    sent_at = getattr(request, SENT_AT_HEADER, None)
-    if sent_at is None:
-        return None
-    ready_at = float(sent_at)
-    eta = getattr(request, "eta", None)
-    if eta:
-        with contextlib.suppress(ValueError):
-            ready_at = max(ready_at, datetime.fromisoformat(str(eta)).timestamp())
-    return max(0.0, now - ready_at)
-
-
-def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
-    if task is None or not _enabled(task.app):
-        return
-    _started_at[str(task_id)] = time.monotonic()
-    wait = _queue_wait_s(task.request, time.time())
-    observations = [("queue_wait", wait)] if wait is not None else []
-    recorder_of(task.app).record(
-        task.name, _queue_of(task), ("started",), observations, buffered=True
-    )
-
-
-def _on_postrun(
-    task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any
-) -> None:
-    if task is None or not _enabled(task.app):
-        return
-    started = _started_at.pop(str(task_id), None)
-    outcome = OUTCOME_OF_STATE.get(str(state))
-    events = (outcome,) if outcome else ()
-    observations = [("runtime", time.monotonic() - started)] if started is not None else []
-    recorder = recorder_of(task.app)
-    recorder.record(task.name, _queue_of(task), events, observations, buffered=True)
-    if outcome != "succeeded":  # failures, retries and deferrals are worth writing at once
-        recorder.flush()
-
-
-def _on_child_exit(**_: Any) -> None:
-    """A pool child leaving (recycled, warm shutdown) writes what it buffered."""
-    app = _app
-    if app is not None and _enabled(app):
-        recorder_of(app).flush()
-
-
-def _on_dead_lettered(sender: str | None = None, record: Any = None, **_: Any) -> None:
-    """The record names its logical queue; the counters label physical ones."""
-    app = _app
-    if app is None or record is None or not _enabled(app):
-        return
-    settings = settings_of(app)
-    queue = f"{settings.queue_prefix}{record.queue}"
-    recorder_of(app).record(str(sender), queue, events=("dead_lettered",))
-
-
-def _on_rate_limited(sender: str | None = None, **_: Any) -> None:
-    """Sent from inside the deferred task's run: its delivery names the queue."""
-    app = _app
-    if app is None or not _enabled(app):
-        return
-    task = current_task
-    queue = _queue_of(task) if task else ""
-    recorder_of(app).record(str(sender), queue, events=("rate_limit_deferred",))
-
-
-def _on_worker_ready(sender: Any = None, **_: Any) -> None:
-    """Start a heartbeat thread in the worker's main process (its own Redis client,
-    so pool children forked later never share a connection with it)."""
-    app = getattr(sender, "app", None)
-    hostname = str(getattr(sender, "hostname", "") or "")
-    if app is None or not hostname or not _enabled(app):
-        return
-    from stack.connection import redis_client
-
-    recorder = MetricsRecorder(redis_client(settings_of(app)), settings_of(app).key_prefix)
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            recorder.heartbeat(hostname)
-            stop.wait(HEARTBEAT_INTERVAL_S)
-
-    thread = threading.Thread(target=beat, name="stack-metrics-heartbeat", daemon=True)
-    _heartbeats[hostname] = (stop, recorder, thread)
-    thread.start()
-
-
-def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    """Leave the workers set at once: a stopped worker is down now, not in 30 s."""
-    for hostname, (stop, recorder, thread) in list(_heartbeats.items()):
-        stop.set()
-        thread.join(HEARTBEAT_JOIN_S)
-        recorder.worker_gone(hostname)
-        _heartbeats.pop(hostname, None)

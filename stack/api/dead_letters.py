@@ -1,41 +1,24 @@
-"""API routes of the reliability kit: queue depths and the dead letters.
+"""``/dead-letters``: list, show, replay and delete the records the workers wrote.
 
-Included by ``stack.api.create_app``; they read the shared Celery app from
-``app.state`` like every router, and the same DeadLetterStore as the worker and the CLI.
+The same DeadLetterStore as the worker and the CLI, through the app's context;
+a replay goes through :func:`stack.submit.replay`, like the CLI's.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast
+from typing import Annotated
 
-from celery import Celery
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from stack.deadletter import DeadLetter, DeadLetterStore
-from stack.overview import QueueOverview, queue_overview
-from stack.task import dead_letters_of
+from stack.api.dependencies import CeleryDep, StoreDep
+from stack.api.errors import NOT_FOUND, REDIS_DOWN
+from stack.deadletter import DeadLetter
+from stack.submit import replay
 
 MAX_PAGE_SIZE = 1000  # one page stays a few MB at most (records carry tracebacks)
-REDIS_DOWN: dict[int | str, dict[str, Any]] = {503: {"description": "Redis down"}}
-NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "unknown dead-letter id"},
-    **REDIS_DOWN,
-}
 
 router = APIRouter(tags=["reliability"])
-
-
-def _celery(request: Request) -> Celery:
-    return cast(Celery, request.app.state.celery)
-
-
-def _store(request: Request) -> DeadLetterStore:
-    return dead_letters_of(_celery(request))
-
-
-CeleryDep = Annotated[Celery, Depends(_celery)]
-StoreDep = Annotated[DeadLetterStore, Depends(_store)]
 
 
 class DeadLetterPage(BaseModel):
@@ -53,12 +36,6 @@ class ReplayAccepted(BaseModel):
     record_id: str
     task_id: str
     status_url: str
-
-
-@router.get("/queues", responses=REDIS_DOWN)
-def get_queues(app: CeleryDep) -> QueueOverview:
-    """Waiting messages per queue (all priority lists), unacked messages, dead letters."""
-    return queue_overview(app)
 
 
 @router.get("/dead-letters", responses=REDIS_DOWN)
@@ -79,9 +56,9 @@ def get_dead_letter(record_id: str, store: StoreDep) -> DeadLetter:
 
 
 @router.post("/dead-letters/{record_id}/replay", status_code=202, responses=NOT_FOUND)
-def replay_dead_letter(record_id: str, store: StoreDep, app: CeleryDep) -> ReplayAccepted:
+def replay_dead_letter(record_id: str, app: CeleryDep) -> ReplayAccepted:
     """Publish the task again to its original queue and priority, under a new task id."""
-    task_id = store.replay(record_id, app)
+    task_id = replay(app, record_id)
     return ReplayAccepted(
         record_id=record_id, task_id=task_id, status_url=f"/task-status/{task_id}"
     )

@@ -1,7 +1,7 @@
 """The Prometheus exporter: a Collector that reads the stack's state from Redis at scrape time.
 
 ``GET /metrics`` on the API (any API process, on any host: they all read the
-same Redis). Counters and histograms are the totals ``stack.metrics`` adds up;
+same Redis). Counters and histograms are the totals ``stack.metrics.recorder`` adds up;
 gauges (queue depth over every priority list, unacked messages, dead letters,
 workers up) are read live. If Redis does not answer, the scrape still succeeds
 with ``celery_stack_redis_up 0``, so the alert fires instead of the scrape failing.
@@ -14,11 +14,8 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import redis
 from celery import Celery
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -27,7 +24,9 @@ from prometheus_client.core import (
 )
 
 from stack import queues
-from stack.metrics import (
+from stack.connection import REDIS_ERRORS
+from stack.context import context_of
+from stack.metrics.recorder import (
     EVENTS,
     HEARTBEAT_STALE_S,
     HISTOGRAMS,
@@ -35,20 +34,17 @@ from stack.metrics import (
     SEP,
     MetricsRecorder,
 )
-from stack.task import redis_of, settings_of
 
 log = logging.getLogger(__name__)
-
-UNACKED_KEY = "unacked"  # kombu's Redis transport: delivered, not yet acked (ETA tasks too)
 
 
 class StackCollector:
     """A prometheus_client Collector reading the stack-wide state from Redis per scrape."""
 
     def __init__(self, app: Celery) -> None:
-        self.app = app
-        self.settings = settings_of(app)
-        self.recorder = MetricsRecorder(redis_of(app), self.settings.key_prefix)
+        self.context = context_of(app)
+        self.settings = self.context.settings
+        self.recorder: MetricsRecorder = self.context.metrics
 
     def collect(self) -> Iterable[Metric]:
         up = GaugeMetricFamily(
@@ -56,7 +52,7 @@ class StackCollector:
         )
         try:
             families = list(self._families())
-        except redis.RedisError as exc:
+        except REDIS_ERRORS as exc:
             log.warning("metrics scrape: Redis did not answer (%s)", exc)
             up.add_metric([], 0)
             yield up
@@ -66,20 +62,20 @@ class StackCollector:
         yield from families
 
     def _families(self) -> Iterator[Metric]:
-        physical = [queues.queue_name(self.settings, q) for q in queues.QUEUES]
-        pipe = self.recorder.redis.pipeline(transaction=False)
+        client = self.recorder.redis
+        pipe = client.pipeline(transaction=False)
         for event in EVENTS:
             pipe.hgetall(self.recorder.counter_key(event))
         for name in HISTOGRAMS:
             pipe.hgetall(self.recorder.histogram_key(name))
-        for queue in physical:
-            for key in queues.priority_lists(queue):
-                pipe.llen(key)
-        pipe.hlen(UNACKED_KEY)
         now = time.time()
         pipe.zremrangebyscore(self.recorder.workers_key, "-inf", now - WORKER_FORGET_S)
         pipe.zcount(self.recorder.workers_key, now - HEARTBEAT_STALE_S, "+inf")
         replies = iter(pipe.execute())
+        # Queue state through its owners: depth over every priority list, unacked, dead letters.
+        depths = queues.queue_depths(client, self.settings)
+        unacked = queues.unacked_count(client)
+        dead_letters = self.context.dead_letters.count()
 
         for event, help_text in EVENTS.items():
             family = CounterMetricFamily(
@@ -90,29 +86,27 @@ class StackCollector:
             yield family
         for metric, help_text, buckets in HISTOGRAMS.values():
             yield _histogram(f"{NAMESPACE}_{metric}", help_text, buckets, next(replies))
+        next(replies)  # forgotten workers
 
         depth = GaugeMetricFamily(
             f"{NAMESPACE}_queue_depth",
             "Messages waiting in a queue, summed over its priority lists.",
             labels=["queue"],
         )
-        for queue in physical:
-            depth.add_metric([queue], sum(int(next(replies)) for _ in queues.PRIORITY_STEPS))
+        for logical, count in depths.items():
+            depth.add_metric([queues.physical_name(self.settings, logical)], count)
         yield depth
-        yield _gauge("unacked_messages", "Messages delivered to workers, not yet acked.", replies)
-        next(replies)  # forgotten workers
-        yield _gauge("workers_up", "Workers whose heartbeat is fresh.", replies)
-        dead = GaugeMetricFamily(f"{NAMESPACE}_dead_letters", "Records in the dead-letter store.")
-        dead.add_metric([], dead_letter_depth(self.app))
-        yield dead
+        yield _gauge("unacked_messages", "Messages delivered to workers, not yet acked.", unacked)
+        yield _gauge("workers_up", "Workers whose heartbeat is fresh.", next(replies))
+        yield _gauge("dead_letters", "Records in the dead-letter store.", dead_letters)
 
 
 WORKER_FORGET_S = 86_400.0  # a heartbeat older than a day is dropped from the set
 
 
-def _gauge(name: str, help_text: str, replies: Iterator[Any]) -> GaugeMetricFamily:
+def _gauge(name: str, help_text: str, value: Any) -> GaugeMetricFamily:
     family = GaugeMetricFamily(f"{NAMESPACE}_{name}", help_text)
-    family.add_metric([], float(next(replies)))
+    family.add_metric([], float(value))
     return family
 
 
@@ -138,25 +132,8 @@ def _histogram(
     return family
 
 
-def dead_letter_depth(app: Celery) -> int:
-    """Records in the dead-letter store."""
-    from stack.deadletter import DeadLetterStore
-
-    return DeadLetterStore(redis_of(app), settings_of(app)).count()
-
-
 def exposition(app: Celery) -> bytes:
     """The text format of every metric of the stack, as one scrape sees it."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StackCollector(app))
     return generate_latest(registry)
-
-
-router = APIRouter()
-
-
-@router.get("/metrics", response_class=PlainTextResponse, tags=["observability"])
-def get_metrics(request: Request) -> Response:
-    """Prometheus metrics of the whole stack (no API key: scrapers only read)."""
-    body = exposition(request.app.state.celery)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)

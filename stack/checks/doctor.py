@@ -19,21 +19,19 @@ import redis
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 
-from stack import queues
-from stack.connection import redis_client
+from stack import app_factory, queues
+from stack.checks.readiness import WORKER_PING_TIMEOUT_S, ping_redis, ping_workers
+from stack.connection import REDIS_ERRORS, redact, redis_client
 from stack.deadletter import DeadLetterStore
 from stack.errors import StackError
 from stack.preflight import check_settings
-from stack.readiness import ping_redis, ping_workers
 from stack.settings import Settings
-from stack.status import REDIS_ERRORS
-from stack.submit import redact, submit
+from stack.submit import submit
 from stack.tasks.maintenance import HEARTBEAT_TTL_S, last_heartbeat
 
 Level = Literal["ok", "warn", "fail", "skip"]
 
 REDIS_TIMEOUT_S = 2.0  # a Redis that takes longer to answer PING is as good as down
-WORKER_PING_TIMEOUT_S = 1.0  # all workers that are alive answer a broadcast ping within this
 ROUND_TRIP_TIMEOUT_S = 10.0  # an idle worker runs echo in milliseconds; a busy one may queue it
 ECHO_TASK = "diagnostics.echo"
 SAFE_EVICTION_POLICY = "noeviction"  # any other policy may drop queued messages under memory
@@ -131,7 +129,7 @@ def consumed_queues(app: Celery, settings: Settings, timeout_s: float) -> dict[s
     """Worker hostname -> the logical queues it consumes (``inspect active_queues``)."""
     replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
     return {
-        host: sorted(q["name"].removeprefix(settings.queue_prefix) for q in queue_list)
+        host: sorted(queues.logical_name(settings, q["name"]) for q in queue_list)
         for host, queue_list in replies.items()
     }
 
@@ -160,7 +158,7 @@ def check_workers(app: Celery, settings: Settings) -> tuple[list[Check], list[st
                 "queues",
                 "warn",
                 f"no worker consumes {', '.join(idle)}: tasks routed there wait forever",
-                f"start a worker with -Q {','.join(queues.queue_name(settings, q) for q in idle)}",
+                f"start a worker with -Q {','.join(queues.physical_names(settings, idle))}",
             )
         )
     return checks, consumed
@@ -233,14 +231,10 @@ def check_housekeeping(app: Celery, client: redis.Redis[bytes], settings: Settin
 def run_doctor(
     settings: Settings,
     environ: Mapping[str, str],
-    load_app: Callable[[Settings], Celery] | None = None,
+    load_app: Callable[[Settings], Celery] = app_factory.load_app,
 ) -> Report:
     """Every check; later ones are skipped when what they need already failed."""
     report = Report(check_config(settings, environ))
-    if load_app is None:
-        from stack.celery_app import load_app as load_app_from_settings
-
-        load_app = load_app_from_settings
     try:
         app = load_app(settings)
     except StackError as exc:
@@ -280,20 +274,3 @@ def run_doctor(
         client.close()
         app.close()
     return report
-
-
-LEVEL_MARK = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
-
-
-def render_report(report: Report) -> str:
-    width = max(len(check.name) for check in report.checks)
-    lines = []
-    for check in report.checks:
-        lines.append(f"{LEVEL_MARK[check.level]:<4}  {check.name:<{width}}  {check.detail}")
-        if check.fix and check.level in ("warn", "fail"):
-            lines.append(f"{'':<4}  {'':<{width}}  fix: {check.fix}")
-    failed = sum(check.level == "fail" for check in report.checks)
-    warned = sum(check.level == "warn" for check in report.checks)
-    verdict = "the stack can run tasks" if report.ok else f"{failed} essential check(s) failed"
-    lines.append(f"doctor: {verdict} ({warned} warning(s))")
-    return "\n".join(lines)

@@ -27,16 +27,10 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
+from stack.launcher.dev import BEAT_SCHEDULE, dev_services, worker_hostname
+from stack.launcher.services import REDIS, Service
 from stack.preflight import check_redis_auth, check_settings, enforce
-from stack.services import (
-    BEAT_SCHEDULE,
-    REDIS,
-    Service,
-    dev_services,
-    redis_foreground_command,
-    redis_password,
-    worker_hostname,
-)
+from stack.redis_command import redis_foreground_command, redis_password
 from stack.settings import Settings, settings_env
 
 PROFILE = "production"

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import socket
 
-from stack.beat import BeatLockHeld
+from stack.checks.probes import BeatLockHeld, HttpOk, Probe, RedisPing, WorkerPing, safe_close
 from stack.errors import SettingsError
-from stack.probes import HttpOk, Probe, RedisPing, WorkerPing
 from stack.settings import Settings
 
 SERVICES = ("redis", "api", "worker", "beat", "flower")
@@ -41,7 +40,5 @@ def healthy(settings: Settings, service: str, hostname: str | None = None) -> tu
     """(healthy, what was checked or what is wrong)."""
     probe = probe_for(settings, service, hostname)
     ok = probe.check()
-    close = getattr(probe, "close", None)
-    if close is not None:
-        close()
+    safe_close(probe)
     return ok, probe.description if ok else probe.problem

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 from celery import Celery
 
+from stack.checks.readiness import ping_workers
 from stack.errors import ServiceFailed
 
 READY_TIMEOUT_S = 30.0
@@ -113,7 +114,7 @@ class WorkerProcess:
             if not self._logged_ready() and time.monotonic() - started < PING_ANYWAY_AFTER_S:
                 time.sleep(READY_POLL_S)
                 continue
-            if self.app.control.ping(destination=[self.hostname], timeout=reply_s):
+            if ping_workers(self.app, reply_s, destination=[self.hostname]):
                 return
             # A late reply to an earlier ping is dropped: on a starved CPU, wait longer.
             reply_s = min(PING_REPLY_MAX_S, reply_s * 1.5)

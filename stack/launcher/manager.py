@@ -31,22 +31,14 @@ from honcho.colour import get_colours
 from honcho.printer import Message, Printer
 from honcho.process import Process
 
+from stack.checks.probes import RedisPing, safe_check, safe_close, safe_warm
 from stack.errors import ServiceFailed
-from stack.probes import safe_check, safe_close, safe_warm
-from stack.process_tree import ProcessTree
-from stack.services import (
-    DEFAULT_PROCFILE,
-    REDIS,
-    Service,
-    build_services,
-    check_ports,
-    child_env,
-    load_procfile,
-    redis_answers,
-    stop_waves,
-)
+from stack.launcher.process_tree import ProcessTree
+from stack.launcher.procfile import DEFAULT_PROCFILE, load_procfile
+from stack.launcher.profiles import build_services
+from stack.launcher.services import REDIS, Service, check_ports, child_env, stop_waves
+from stack.launcher.table import render_json, render_table, row_of
 from stack.settings import Profile, Settings
-from stack.table import render_json, render_table, row_of
 
 TICK_S = 0.02  # main-loop period: event latency and probe cadence
 PROBE_INTERVAL_S = 0.05  # between two checks of one service's probe
@@ -361,7 +353,8 @@ def run(
     if chosen != settings.profile and chosen in get_args(Profile):  # children see STACK_PROFILE
         settings = settings.model_copy(update={"profile": chosen})
     lines = {**load_procfile(procfile), **(commands or {})}
-    running = REDIS in lines and (not only or REDIS in only) and redis_answers(settings)
+    wanted = REDIS in lines and (not only or REDIS in only)
+    running = wanted and RedisPing(settings).check()  # a Redis already there: use it
     services = build_services(settings, lines, chosen, only, redis_running=running)
     check_ports(services)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from stack.services import Service
+from stack.launcher.services import Service
 
 HEADERS = ("service", "state", "url", "pid", "ready after")
 

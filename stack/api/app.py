@@ -1,0 +1,51 @@
+"""The HTTP API's factory: ``create_app()`` (``uvicorn --factory stack.api:create_app``).
+
+One router per noun (tasks, health, queues, dead letters, metrics), all
+reading the Celery app from ``app.state.celery`` and its StackContext
+(:mod:`stack.api.dependencies`). Publishing through kombu blocks, so every
+endpoint that touches Redis is a plain ``def``: FastAPI runs it in its
+threadpool and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from celery import Celery
+from fastapi import FastAPI
+
+from stack.api import dead_letters, health, metrics, queues, tasks
+from stack.api.errors import install_error_handlers
+from stack.api.security import install_security
+from stack.app_factory import load_app
+from stack.context import context_of
+from stack.settings import Settings
+
+API_TITLE = "celery-stack"
+
+
+def create_app(settings: Settings | None = None, app: Celery | None = None) -> FastAPI:
+    """Build the API; with no arguments, settings come from the environment (the edge)."""
+    owns_celery = app is None
+    celery = load_app(settings or Settings.load()) if app is None else app
+    context = context_of(celery)
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_celery:  # a caller's app (tests) keeps its clients
+            context.close()
+            celery.close()
+
+    api = FastAPI(
+        title=API_TITLE,
+        summary="Submit Celery tasks, read their status, probe the stack.",
+        lifespan=lifespan,
+    )
+    api.state.celery = celery
+    install_error_handlers(api)
+    for module in (tasks, health, queues, dead_letters, metrics):
+        api.include_router(module.router)
+    install_security(api, context.settings)  # X-API-Key on state changes, body ceiling
+    return api

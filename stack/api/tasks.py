@@ -1,0 +1,52 @@
+"""``POST /tasks`` and ``GET /task-status/{task_id}``: a task in, its status out."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from stack.api.dependencies import CeleryDep
+from stack.submit import submit
+from stack.task_status import TaskStatus, task_status
+
+router = APIRouter(tags=["tasks"])
+
+
+class TaskRequest(BaseModel):
+    """``POST /tasks`` body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="registered task name, e.g. diagnostics.echo")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    priority: Literal["critical", "high", "normal", "low"] = "normal"
+    queue: str | None = Field(None, description="logical queue; null: the task's route")
+
+
+class TaskAccepted(BaseModel):
+    """``POST /tasks`` answer: where to poll for the outcome."""
+
+    task_id: str
+    status_url: str
+
+
+@router.post(
+    "/tasks",
+    status_code=202,
+    responses={404: {"description": "unknown task"}, 503: {"description": "Redis down"}},
+)
+def post_task(body: TaskRequest, app: CeleryDep) -> TaskAccepted:
+    """Queue a task; answers once Redis has stored the message."""
+    task_id = submit(
+        app, body.name, args=body.args, kwargs=body.kwargs, priority=body.priority, queue=body.queue
+    )
+    return TaskAccepted(task_id=task_id, status_url=f"/task-status/{task_id}")
+
+
+@router.get("/task-status/{task_id}", responses={503: {"description": "Redis down"}})
+def get_task_status(task_id: str, app: CeleryDep) -> TaskStatus:
+    """The seed's status shape; an id never seen is ``pending``."""
+    return task_status(app, task_id)

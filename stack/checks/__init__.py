@@ -1,0 +1,1 @@
+"""Is it OK? Readiness, probes, the doctor, container healthchecks and the overview."""

@@ -1,0 +1,1 @@
+"""The test harness: which Redis runs, Redis servers, real worker subprocesses."""

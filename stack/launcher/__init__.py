@@ -1,0 +1,1 @@
+"""`celery-stack up`: services from a Procfile and a profile, started in order, supervised."""

@@ -1,0 +1,1 @@
+"""Prometheus metrics: the recorder (counts in Redis), the Celery signal hooks, the exporter."""
