@@ -58,7 +58,7 @@ VARIANTS = [
 
 def load_app(variant: Variant) -> Celery:
     if variant.name == "reference":
-        from stack.celery_app import load_app as load_reference
+        from stack.app_factory import load_app as load_reference
 
         return load_reference(Settings.load(environ=reference_env()))
     from bench import drain_apps

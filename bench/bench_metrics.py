@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import draining  # noqa: E402
-from stack.celery_app import load_app  # noqa: E402
+from stack.app_factory import load_app  # noqa: E402
 from stack.metrics.exporter import exposition  # noqa: E402
 from stack.settings import Settings  # noqa: E402
 

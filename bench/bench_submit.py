@@ -36,7 +36,7 @@ import httpx
 import psutil
 from pydantic import AliasChoices
 
-from stack.celery_app import create_celery_app
+from stack.app_factory import create_celery_app
 from stack.connection import redis_client
 from stack.harness.redis_servers import LocalRedisServer
 from stack.launcher.services import child_env

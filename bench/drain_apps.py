@@ -14,9 +14,10 @@ from typing import Any
 
 from celery import Celery, Task
 
+from stack.context import bind
 from stack.queues import PRIORITY_STEPS
 from stack.settings import Settings
-from stack.task import StackTask, bind_settings
+from stack.task import StackTask
 
 REDIS_URL_VARIABLE = "BENCH_REDIS_URL"
 NOOP = "bench.noop"
@@ -51,7 +52,7 @@ def make_app(kit: bool) -> Celery:
     app = Celery("bench_kit" if kit else "bench_bare", task_cls=base, set_as_current=False)
     app.conf.update(drain_config(url))
     if kit:
-        bind_settings(app, Settings.load(environ={"REDIS_URL": url}))
+        bind(app, Settings.load(environ={"REDIS_URL": url}))
 
     @app.task(name=NOOP, bind=True, shared=False)
     def noop(self: Task) -> None:

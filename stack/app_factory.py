@@ -167,7 +167,7 @@ def install_stack(app: Celery, settings: Settings) -> Celery:
     app.finalize(auto=True)
     validate_tasks(app, settings)
     hooks.install(app)
-    jsonlog.install(app)
+    jsonlog.install(settings)
     compat.apply()
     return app
 

@@ -75,9 +75,8 @@ def configure(service: str, level: int | str = logging.INFO) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-def install(app: Celery) -> None:
-    """Log JSON in every process that builds this app, when STACK_LOG_FORMAT=json."""
-    settings: Settings = app.stack_settings
+def install(settings: Settings) -> None:
+    """Log JSON in every process that builds a stack app, when STACK_LOG_FORMAT=json."""
     if settings.log_format != "json":
         return
     configure(settings.service_name)

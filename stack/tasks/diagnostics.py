@@ -10,10 +10,12 @@ import signal
 import time
 from typing import Any
 
+import redis
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from stack.retry import NonRetryableError
+from stack.settings import Settings
 from stack.task import StackTask
 
 ATTEMPTS_TTL_S = 3600  # attempt logs are for tests and doctor; they expire on their own
@@ -36,9 +38,19 @@ class DiagnosticFailure(RuntimeError):
     """The retryable error the failing diagnostics tasks raise."""
 
 
+def attempts_key(settings: Settings, task_id: str) -> str:
+    """The list of a task's attempt start times (epoch s), one entry per delivery that ran."""
+    return f"{settings.key_prefix}diagnostics:attempts:{task_id}"
+
+
+def attempt_log(client: redis.Redis[bytes], settings: Settings, task_id: str) -> list[float]:
+    """The start times of every attempt of ``task_id`` so far."""
+    return [float(v) for v in client.lrange(attempts_key(settings, task_id), 0, -1)]
+
+
 def _log_attempt(task: StackTask) -> list[float]:
     """Append this attempt's start time to the task's attempt log; return the whole log."""
-    key = f"{task.settings.key_prefix}diagnostics:attempts:{task.request.id}"
+    key = attempts_key(task.settings, task.request.id)
     pipe = task.redis.pipeline()
     pipe.rpush(key, repr(time.time()))
     pipe.expire(key, ATTEMPTS_TTL_S)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from harness import Batch
+from helpers import Batch
 
 from stack.settings import Settings
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from reliability_helpers import wait_accounted, wait_until
+from helpers import wait_accounted, wait_until
 
+from stack.context import context_of
 from stack.submit import submit
+from stack.tasks.diagnostics import attempt_log
 
 pytestmark = pytest.mark.integration
 
@@ -19,8 +21,8 @@ def stack_settings_overrides() -> dict[str, str]:
 
 
 def deliveries(app, task_id: str) -> int:
-    key = f"{app.stack_settings.key_prefix}diagnostics:attempts:{task_id}"
-    return int(app.backend.client.llen(key))
+    context = context_of(app)
+    return len(attempt_log(context.redis, context.settings, task_id))
 
 
 def test_task_whose_worker_child_is_killed_mid_run_is_run_again_and_succeeds(
@@ -36,7 +38,7 @@ def test_task_whose_worker_child_is_killed_mid_run_is_run_again_and_succeeds(
     assert not result.ready(), "the task finished before the kill: nothing proved"
     assert result.get(timeout=30) >= RUN_S
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id])
-    assert accounting.succeeded == [task_id]
+    assert accounting.succeeded == {task_id}
 
 
 def test_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_redelivery_cap(
@@ -47,7 +49,7 @@ def test_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_redeli
 
     accounting = wait_accounted(stack_app, stack_dead_letters, [poison], timeout_s=60)
 
-    assert accounting.dead_lettered == [poison]
+    assert accounting.dead_lettered == {poison}
     record = stack_dead_letters.find_by_task(poison)
     died = MAX_REDELIVERIES + 1  # the first run, then each redelivery allowed
     assert deliveries(stack_app, poison) == died  # the capped delivery did not run it
@@ -57,4 +59,4 @@ def test_task_that_kills_its_worker_every_time_is_dead_lettered_after_the_redeli
     assert worker.alive
     after = submit(stack_app, "diagnostics.echo", args=["still serving"])
     assert stack_app.AsyncResult(after).get(timeout=20) == "still serving"
-    assert wait_accounted(stack_app, stack_dead_letters, [poison, after]).balanced
+    assert wait_accounted(stack_app, stack_dead_letters, [poison, after]).settled

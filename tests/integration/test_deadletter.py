@@ -10,12 +10,14 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from reliability_helpers import wait_accounted, wait_until
+from helpers import wait_accounted, wait_until
 
 from stack.api.app import create_app
+from stack.context import context_of
 from stack.pytest_plugin import worker_environ
 from stack.queues import Priority, priority_lists, queue_depths, queue_name
-from stack.submit import submit
+from stack.submit import replay, submit
+from stack.tasks.diagnostics import attempt_log
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +30,8 @@ def stack_settings_overrides() -> dict[str, str]:
 
 
 def attempt_times(app, task_id: str) -> list[float]:
-    key = f"{app.stack_settings.key_prefix}diagnostics:attempts:{task_id}"
-    return [float(v) for v in app.backend.client.lrange(key, 0, -1)]
+    context = context_of(app)
+    return attempt_log(context.redis, context.settings, task_id)
 
 
 def test_always_failing_task_lands_in_dead_letters_once_after_four_attempts_with_every_field(
@@ -47,7 +49,7 @@ def test_always_failing_task_lands_in_dead_letters_once_after_four_attempts_with
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id], timeout_s=30)
     time.sleep(0.5)  # anything that would dead-letter it twice has had its chance
 
-    assert accounting.dead_lettered == [task_id]
+    assert accounting.dead_lettered == {task_id}
     assert stack_dead_letters.count() == 1
     record = stack_dead_letters.find_by_task(task_id)
     attempts = attempt_times(stack_app, task_id)
@@ -77,7 +79,7 @@ def test_replay_republishes_to_the_original_queue_and_priority_and_notes_it(
     worker.kill()  # idle: SIGKILL loses nothing, where a warm shutdown takes ~3 s
     record = stack_dead_letters.find_by_task(task_id)
 
-    new_id = stack_dead_letters.replay(record.id, stack_app)
+    new_id = replay(stack_app, record.id)
 
     low_list = priority_lists(queue_name(stack_settings, "query_processing"))[3]
     waiting = [json.loads(m) for m in stack_app.backend.client.lrange(low_list, 0, -1)]
@@ -88,7 +90,7 @@ def test_replay_republishes_to_the_original_queue_and_priority_and_notes_it(
 
     stack_worker(concurrency=1)  # the replay fails 4 times again: a second record
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id, new_id], timeout_s=30)
-    assert accounting.dead_lettered == [task_id, new_id]
+    assert accounting.dead_lettered == {task_id, new_id}
     again = stack_dead_letters.find_by_task(new_id)
     assert (again.queue, again.priority, again.attempts) == ("query_processing", "low", 4)
 
@@ -119,7 +121,7 @@ def test_hard_time_limit_dead_letters_the_task_once_without_rerunning_it(
     accounting = wait_accounted(stack_app, stack_dead_letters, [result.id], timeout_s=30)
     time.sleep(1.5)  # a re-queued copy would be running (or dead-lettered twice) by now
 
-    assert accounting.dead_lettered == [result.id]
+    assert accounting.dead_lettered == {result.id}
     record = stack_dead_letters.find_by_task(result.id)
     assert record.reason == "hard time limit"
     assert record.exception_type == "celery.exceptions.TimeLimitExceeded"
@@ -142,7 +144,7 @@ def test_api_lists_shows_replays_and_deletes_dead_letters(
         submit(stack_app, "diagnostics.always_fail", kwargs={"retryable": False}) for _ in range(3)
     ]
     wait_accounted(stack_app, stack_dead_letters, ids, timeout_s=30)
-    api = TestClient(create_app(stack_app.stack_settings, stack_app))
+    api = TestClient(create_app(app=stack_app))
 
     page = api.get("/dead-letters", params={"limit": 2}).json()
     rest = api.get("/dead-letters", params={"offset": 2, "limit": 2}).json()

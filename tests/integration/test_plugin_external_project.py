@@ -6,7 +6,7 @@ The example project below is the one the README shows under
 """
 
 import pytest
-from harness import run_pytest, write_project
+from helpers import run_pytest, write_project
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import redis
-from harness import run_pytest, write_project
+from helpers import run_pytest, write_project
 
 from stack.connection import redis_client
 from stack.harness.backend_choice import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from reliability_helpers import wait_accounted
+from helpers import wait_accounted
 
 from stack.queues import Priority, priority_lists, queue_depths, queue_name
 from stack.submit import submit

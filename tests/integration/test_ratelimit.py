@@ -17,7 +17,7 @@ import itertools
 import time
 
 import pytest
-from reliability_helpers import wait_accounted
+from helpers import wait_accounted
 
 from stack.ratelimit import Rate, RateLimiter
 from stack.submit import submit
@@ -51,7 +51,7 @@ def test_two_workers_share_one_limit_and_defer_tasks_without_failing_or_losing_t
 
     accounting = wait_accounted(stack_app, stack_dead_letters, ids, timeout_s=60)
 
-    assert len(accounting.succeeded) == TASKS and accounting.dead_lettered == []
+    assert len(accounting.succeeded) == TASKS and accounting.dead_lettered == set()
     results = [stack_app.AsyncResult(task_id).get(timeout=5) for task_id in ids]
     assert sorted(r["value"] for r in results) == list(range(TASKS))
     granted = sorted(r["granted_at"] for r in results)

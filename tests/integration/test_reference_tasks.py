@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from stack.context import context_of
 from stack.pytest_plugin import worker_environ
 from stack.submit import submit
-from stack.task import redis_of
 from stack.tasks.maintenance import heartbeat_key, last_heartbeat
 
 pytestmark = pytest.mark.integration
@@ -189,8 +189,8 @@ def test_health_check_pings_redis_and_leaves_a_heartbeat_for_doctor(
     assert result.state == "SUCCESS"
     assert record["status"] == "ok"
     assert record["worker"] == worker.hostname
-    assert last_heartbeat(redis_of(stack_app), stack_settings) == record
-    assert redis_of(stack_app).ttl(heartbeat_key(stack_settings)) > 0
+    assert last_heartbeat(context_of(stack_app).redis, stack_settings) == record
+    assert context_of(stack_app).redis.ttl(heartbeat_key(stack_settings)) > 0
 
 
 def test_the_cli_submits_a_query_waits_and_prints_the_apis_status_shape(

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from reliability_helpers import wait_accounted
+from helpers import wait_accounted
 
+from stack.context import context_of
 from stack.submit import submit
+from stack.tasks.diagnostics import attempt_log
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +36,7 @@ def test_task_failing_twice_succeeds_on_third_attempt_after_the_scheduled_gaps(
     for gap, expected in zip(gaps, DELAYS_S, strict=True):
         assert abs(gap - expected) <= TOLERANCE * expected, (gaps, DELAYS_S)
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id])
-    assert accounting.succeeded == [task_id] and accounting.dead_lettered == []
+    assert accounting.succeeded == {task_id} and accounting.dead_lettered == set()
 
 
 @pytest.mark.stack_settings(STACK_RETRY_DELAYS="0.1")  # the gaps are the test above's business
@@ -47,7 +49,7 @@ def test_retried_task_keeps_its_queue_and_priority(stack_app, stack_worker, stac
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id], timeout_s=30)
 
     record = stack_dead_letters.find_by_task(task_id)
-    assert accounting.dead_lettered == [task_id]
+    assert accounting.dead_lettered == {task_id}
     assert (record.attempts, record.queue, record.priority) == (4, "query_processing", "high")
 
 
@@ -60,12 +62,9 @@ def test_non_retryable_error_is_dead_lettered_after_one_attempt(
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id], timeout_s=30)
 
     record = stack_dead_letters.find_by_task(task_id)
-    assert accounting.dead_lettered == [task_id]
+    assert accounting.dead_lettered == {task_id}
     assert record.attempts == 1
     assert record.exception_type == "stack.retry.NonRetryableError"
     assert "not retryable" in record.reason
-    assert len(stack_app.backend.client.lrange(attempt_log_key(stack_app, task_id), 0, -1)) == 1
-
-
-def attempt_log_key(app, task_id: str) -> str:
-    return f"{app.stack_settings.key_prefix}diagnostics:attempts:{task_id}"
+    context = context_of(stack_app)
+    assert len(attempt_log(context.redis, context.settings, task_id)) == 1

@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from stack.celery_app import load_app
+from stack.app_factory import load_app
 from stack.harness.redis_servers import wait_until_ready
 from stack.harness.worker_process import WorkerProcess
 from stack.preflight import check_settings

@@ -1,7 +1,8 @@
 import os
 import time
 
-from stack.checks.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp, redact_url
+from stack.checks.probes import AnyOf, FileWritten, HttpOk, LogLine, RedisPing, StayedUp
+from stack.connection import redact
 from stack.redis_command import free_port
 from stack.settings import Settings
 
@@ -66,5 +67,5 @@ def test_http_ok_says_why_not_when_nothing_listens():
 
 
 def test_urls_in_messages_never_show_the_password():
-    assert redact_url("redis://:s3cret@127.0.0.1:6380/0") == "redis://:***@127.0.0.1:6380/0"
-    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redact("redis://:s3cret@127.0.0.1:6380/0") == "redis://:***@127.0.0.1:6380/0"
+    assert redact("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-from stack.deadletter import DeadLetter, Replay, render_record, render_records
-from stack.settings import Settings
-from stack.task import (
-    FIRST_FAILURE_HEADER,
-    RATE_SLOT_HEADER,
-    carried_headers,
-    logical_queue,
-    origin,
-)
+from stack.deadletter import DeadLetter, Replay
 
 
 class Custom(Exception):
@@ -58,32 +50,6 @@ def test_an_exception_is_described_by_importable_type_message_and_traceback():
 
 def test_a_records_status_line_names_the_error_and_why_it_was_not_retried():
     assert record().error == "ValueError: bad row (gave up after 4 attempts)"
-
-
-def test_rendering_shows_one_line_per_record_and_every_field_of_one():
-    listing = render_records([record(), record(task_id="t-9")], total=5)
-    assert "2 shown of 5" in listing and listing.count("files.process_csv") == 2
-    shown = render_record(record(replays=[Replay(task_id="t-2", at=2000.0)]))
-    assert "file_processing" in shown and "t-2" in shown and shown.endswith("ValueError: bad row")
-    assert render_records([], total=0) == "no dead letters (of 0)"
-
-
-def test_a_retry_goes_back_where_the_message_came_from():
-    assert origin({"routing_key": "gw0.default", "priority": 3}) == ("gw0.default", 3)
-    assert origin({"routing_key": "q", "priority": None}) == ("q", 6)  # unmarked: normal
-    assert origin(None) == (None, 6)
-
-
-def test_the_logical_queue_drops_the_test_prefix():
-    settings = Settings.load(environ={"STACK_QUEUE_PREFIX": "gw0."})
-    assert logical_queue(settings, "gw0.file_processing") == "file_processing"
-    assert logical_queue(settings, None) == "default"
-
-
-def test_a_republished_task_keeps_its_headers_but_not_a_stale_rate_slot():
-    headers = {"tenant": "a", RATE_SLOT_HEADER: 12.5, FIRST_FAILURE_HEADER: 3.0}
-    assert carried_headers(headers) == {"tenant": "a", FIRST_FAILURE_HEADER: 3.0}
-    assert carried_headers(None, x=1) == {"x": 1}
 
 
 def test_arguments_json_cannot_carry_are_stored_as_their_repr():

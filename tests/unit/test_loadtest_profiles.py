@@ -133,7 +133,7 @@ def test_misfits_name_unknown_tasks_and_arguments_that_do_not_bind():
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_PROFILES))
 def test_every_builtin_profile_fits_the_reference_app(name):
-    from stack.celery_app import create_celery_app
+    from stack.app_factory import create_celery_app
 
     app = create_celery_app(Settings.load(environ={}))
     assert misfits(load_profile(name), app.tasks) == []
@@ -141,7 +141,7 @@ def test_every_builtin_profile_fits_the_reference_app(name):
 
 @pytest.mark.parametrize("path", sorted(PROFILES_DIR.glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_profile_file_fits_the_reference_app(path):
-    from stack.celery_app import create_celery_app
+    from stack.app_factory import create_celery_app
 
     app = create_celery_app(Settings.load(environ={}))
     assert misfits(load_profile(path), app.tasks) == []

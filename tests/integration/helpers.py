@@ -1,8 +1,9 @@
-"""Helpers of the harness tests.
+"""The one helpers module of the integration tests.
 
-Accounting for chaos tests: submit a batch of `diagnostics.record` tasks, then prove
-that every one ended up succeeded or dead-lettered, and that none applied its effect
-twice. And running pytest on a project of its own, as its developers would.
+Accounting: submit a batch of tasks (`diagnostics.record` for chaos tests), then
+prove that every one ended up succeeded or dead-lettered, and that none applied
+its effect twice; waiting for a condition; and running pytest on a project of
+its own, as its developers would.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ from typing import Any
 from celery import Celery, states
 
 from stack.connection import redis_client
+from stack.context import context_of
+from stack.deadletter import DeadLetterStore
 from stack.settings import Settings
 from stack.submit import submit
 from stack.tasks.diagnostics import EFFECTS_KEY, PIDS_KEY, RUNS_KEY
 
 SETTLE_POLL_S = 0.1
+POLL_S = 0.05
 INNER_RUN_TIMEOUT_S = 120
 # Variables of this run that must not leak into a project's own pytest run.
 NOT_INHERITED = ("PYTEST_", "STACK_CELERY_APP", "PYTHONPATH", "REDIS_URL", "CELERY_")
@@ -50,7 +54,9 @@ class Accounting:
 
     @property
     def settled(self) -> bool:
-        return self.succeeded | self.dead_lettered == set(self.submitted)
+        """Every task succeeded, or is dead-lettered with its FAILURE recorded by Celery."""
+        failed = {tid for tid in self.dead_lettered if self.states.get(tid) == states.FAILURE}
+        return self.succeeded | failed == set(self.submitted)
 
     @property
     def in_flight(self) -> dict[str, int]:
@@ -182,6 +188,25 @@ class Batch:
                 return accounting
             assert time.monotonic() < deadline, f"condition not met: {accounting.summary()}"
             time.sleep(SETTLE_POLL_S / 2)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def wait_accounted(
+    app: Celery, store: DeadLetterStore, task_ids: list[str], timeout_s: float = 60
+) -> Accounting:
+    """Wait until every task succeeded or was dead-lettered; return the accounting."""
+    batch = Batch(app, context_of(app).settings, store)
+    for task_id in task_ids:
+        batch.add(task_id)
+    return batch.settle(timeout_s)
 
 
 def write_project(root: Path, files: Mapping[str, str]) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stack.celery_app import create_celery_app
+from stack.app_factory import create_celery_app
 from stack.errors import SettingsError
 from stack.settings import Settings
 

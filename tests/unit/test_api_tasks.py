@@ -6,14 +6,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from stack.api.app import TaskRequest, create_app, status_code_for
-from stack.errors import (
-    BrokerUnavailable,
-    DeadLetterNotFound,
-    StackError,
-    UnknownQueue,
-    UnknownTask,
-)
+from stack.api.app import create_app
+from stack.api.tasks import TaskRequest
 from stack.settings import Settings
 
 
@@ -42,27 +36,6 @@ def test_a_request_needs_only_a_name_and_defaults_to_normal_priority_and_its_rou
 def test_malformed_requests_are_rejected(body):
     with pytest.raises(ValidationError):
         TaskRequest.model_validate(body)
-
-
-@pytest.mark.parametrize(
-    ("error", "code"),
-    [
-        (UnknownTask("x"), 404),
-        (DeadLetterNotFound("r"), 404),
-        (UnknownQueue("q", ("default",)), 422),
-        (BrokerUnavailable("down"), 503),
-        (StackError("anything else"), 500),
-    ],
-)
-def test_each_stack_error_maps_to_one_http_status(error, code):
-    assert status_code_for(error) == code
-
-
-def test_a_subclass_of_a_mapped_error_takes_its_parents_status():
-    class SlowBroker(BrokerUnavailable):
-        pass
-
-    assert status_code_for(SlowBroker("slow")) == 503
 
 
 @pytest.fixture

@@ -1,0 +1,55 @@
+"""The DeadLetter record: serialization, description of exceptions, rendering; task helpers."""
+
+from __future__ import annotations
+
+from stack.deadletter import DeadLetter
+from stack.queues import logical_name
+from stack.settings import Settings
+from stack.task import (
+    FIRST_FAILURE_HEADER,
+    RATE_SLOT_HEADER,
+    carried_headers,
+    origin,
+)
+
+
+class Custom(Exception):
+    pass
+
+
+def record(**fields) -> DeadLetter:
+    base = {
+        "task_id": "t-1",
+        "name": "files.process_csv",
+        "args": [1, "two"],
+        "kwargs": {"three": [3]},
+        "queue": "file_processing",
+        "priority": "high",
+        "exception_type": "builtins.ValueError",
+        "exception_message": "bad row",
+        "traceback": "Traceback ...\nValueError: bad row",
+        "reason": "gave up after 4 attempts",
+        "attempts": 4,
+        "first_failure_at": 1000.0,
+        "last_failure_at": 1060.5,
+        "worker": "w1@host",
+    }
+    return DeadLetter(**{**base, **fields})
+
+
+def test_a_retry_goes_back_where_the_message_came_from():
+    assert origin({"routing_key": "gw0.default", "priority": 3}) == ("gw0.default", 3)
+    assert origin({"routing_key": "q", "priority": None}) == ("q", 6)  # unmarked: normal
+    assert origin(None) == (None, 6)
+
+
+def test_the_logical_queue_drops_the_test_prefix():
+    settings = Settings.load(environ={"STACK_QUEUE_PREFIX": "gw0."})
+    assert logical_name(settings, "gw0.file_processing") == "file_processing"
+    assert logical_name(settings, None) == "default"
+
+
+def test_a_republished_task_keeps_its_headers_but_not_a_stale_rate_slot():
+    headers = {"tenant": "a", RATE_SLOT_HEADER: 12.5, FIRST_FAILURE_HEADER: 3.0}
+    assert carried_headers(headers) == {"tenant": "a", FIRST_FAILURE_HEADER: 3.0}
+    assert carried_headers(None, x=1) == {"x": 1}
