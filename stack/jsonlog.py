@@ -17,7 +17,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, signals
+from celery import signals
 from honcho.printer import Message, Printer
 
 from stack.settings import Settings

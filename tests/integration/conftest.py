@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from helpers import Batch
 
 from stack.settings import Settings
+from tests.integration.helpers import Batch
 
 
 @pytest.fixture

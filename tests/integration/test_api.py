@@ -211,7 +211,7 @@ def test_with_redis_down_submit_status_and_ready_answer_503_within_seconds_and_r
         "status": 503,
         "ready": 503,
     }
-    assert "did not accept the task" in responses["submit"].json()["detail"]
+    assert "the task was not queued" in responses["submit"].json()["detail"]
     assert "REDIS_URL" in responses["submit"].json()["detail"]
     assert "did not answer the status query" in responses["status"].json()["detail"]
     assert responses["ready"].json()["redis"] is False

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from helpers import wait_accounted, wait_until
 
 from stack.context import context_of
 from stack.submit import submit
 from stack.tasks.diagnostics import attempt_log
+from tests.integration.helpers import wait_accounted, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from helpers import wait_accounted, wait_until
 
 from stack.api.app import create_app
 from stack.context import context_of
@@ -18,6 +17,7 @@ from stack.pytest_plugin import worker_environ
 from stack.queues import Priority, priority_lists, queue_depths, queue_name
 from stack.submit import replay, submit
 from stack.tasks.diagnostics import attempt_log
+from tests.integration.helpers import wait_accounted, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ The example project below is the one the README shows under
 """
 
 import pytest
-from helpers import run_pytest, write_project
+
+from tests.integration.helpers import run_pytest, write_project
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import redis
-from helpers import run_pytest, write_project
 
 from stack.connection import redis_client
 from stack.harness.backend_choice import (
@@ -17,6 +16,7 @@ from stack.harness.backend_choice import (
     docker_client,
     remove_orphan_containers,
 )
+from tests.integration.helpers import run_pytest, write_project
 
 pytestmark = pytest.mark.integration
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import wait_accounted
 
 from stack.queues import Priority, priority_lists, queue_depths, queue_name
 from stack.submit import submit
+from tests.integration.helpers import wait_accounted
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ import itertools
 import time
 
 import pytest
-from helpers import wait_accounted
 
 from stack.ratelimit import Rate, RateLimiter
 from stack.submit import submit
+from tests.integration.helpers import wait_accounted
 
 pytestmark = pytest.mark.integration
 

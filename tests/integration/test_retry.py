@@ -5,11 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from helpers import wait_accounted
 
 from stack.context import context_of
 from stack.submit import submit
 from stack.tasks.diagnostics import attempt_log
+from tests.integration.helpers import wait_accounted
 
 pytestmark = pytest.mark.integration
 
