@@ -34,7 +34,7 @@ STANDBY_POLL_S = 1.0  # a standing-by beat tries for the lock this often
 STANDBY_LOG_EVERY_S = 60.0  # and says that it is waiting this often
 
 
-class LockedScheduler(PersistentScheduler):  # type: ignore[misc]
+class LockedScheduler(PersistentScheduler):
     """PersistentScheduler that dispatches only while it holds the stack's beat lock."""
 
     def setup_schedule(self) -> None:

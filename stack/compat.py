@@ -5,6 +5,7 @@ Applied once, when stack.celery_app is imported (so in every worker, beat and AP
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -36,6 +37,7 @@ def guard_restore_after_teardown() -> None:
         return
     original = qos.restore_unacked
 
+    @functools.wraps(original)
     def restore_unacked(self: Any, client: Any = None) -> Any:
         transport = getattr(self.channel, "connection", None)
         if client is None and transport is not None and transport.client is None:
@@ -47,7 +49,6 @@ def guard_restore_after_teardown() -> None:
             return None
         return original(self, client)
 
-    restore_unacked.__wrapped__ = original  # type: ignore[attr-defined]
     qos.restore_unacked = restore_unacked
     setattr(qos, _PATCHED, True)
 
@@ -75,20 +76,21 @@ def guard_ack_after_teardown() -> None:
     forget: Any = kombu_virtual.QoS.ack  # local state only, no Redis call
     original_ack, original_reject = qos.ack, qos.reject
 
+    @functools.wraps(original_ack)
     def ack(self: Any, delivery_tag: Any) -> Any:
         if _torn_down(self.channel):
             logger.warning(TORN_DOWN_ACK)
             return forget(self, delivery_tag)
         return original_ack(self, delivery_tag)
 
+    @functools.wraps(original_reject)
     def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> Any:
         if _torn_down(self.channel):
             logger.warning(TORN_DOWN_ACK)
             return forget(self, delivery_tag)
         return original_reject(self, delivery_tag, requeue)
 
-    for patched, original in ((ack, original_ack), (reject, original_reject)):
-        patched.__wrapped__ = original  # type: ignore[attr-defined]
+    for patched in (ack, reject):
         setattr(patched, _PATCHED, True)
     qos.ack, qos.reject = ack, reject
 

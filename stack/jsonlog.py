@@ -104,7 +104,7 @@ def uvicorn_log_config(service: str = "api", level: str = "INFO") -> dict[str, A
     }
 
 
-class JsonLinePrinter(Printer):  # type: ignore[misc]
+class JsonLinePrinter(Printer):
     """honcho's Printer for the production profile: every output line a JSON object.
 
     A line that is a JSON object already passes unchanged (its ``service`` is

@@ -25,7 +25,7 @@ RESULT_WRITE_RETRY_INTERVAL_S = 0.25
 RESULT_WRITE_RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
 
 
-class StackRedisBackend(RedisBackend):  # type: ignore[misc]
+class StackRedisBackend(RedisBackend):
     """RedisBackend that subscribes on ``.get()`` only."""
 
     def on_task_call(self, producer: Any, task_id: str) -> None:

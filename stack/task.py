@@ -61,7 +61,7 @@ def carried_headers(headers: dict[str, Any] | None, **updates: Any) -> dict[str,
     return {**kept, **updates}
 
 
-class StackTask(Task):  # type: ignore[misc]
+class StackTask(Task):
     """Base task: settings and Redis at hand, retries, dead letters, global rate limit.
 
     A task may override, as class attributes: ``retry_delays_s`` and
@@ -277,7 +277,7 @@ def store_dead_letter(app: Celery, record: DeadLetter) -> None:
         signals.task_dead_lettered.send(sender=record.name, record=record)
 
 
-class StackRequest(Request):  # type: ignore[misc]
+class StackRequest(Request):
     """The worker's request for a StackTask: dead-letters a task killed by its hard time limit.
 
     That kill happens in the worker's main process, where ``task.request`` is

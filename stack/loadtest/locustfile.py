@@ -34,10 +34,17 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from stack.app_factory import load_app
 from stack.connection import redis_client
-from stack.errors import StackError
+from stack.errors import LoadTestFailed, StackError
 from stack.loadtest.depth import DEPTH_INTERVAL_S, DepthLog
 from stack.loadtest.gates import E2E, ENQUEUE, Gates, Verdict, evaluate, measure, summary_rows
-from stack.loadtest.profiles import DEFAULT_PROFILE, LoadProfile, TaskMix, load_profile, misfits
+from stack.loadtest.profiles import (
+    DEFAULT_PROFILE,
+    LoadProfile,
+    TaskMix,
+    UserKind,
+    load_profile,
+    misfits,
+)
 from stack.loadtest.watcher import ResultWatcher, TaskFailed
 from stack.queues import queue_depths
 from stack.settings import Settings
@@ -108,7 +115,11 @@ class LoadRun:
 
 
 def run_of(environment: Environment) -> LoadRun:
-    return environment.stack_load  # type: ignore[no-any-return]
+    """The run's state, which ``_prepare`` put on Locust's environment (Locust's own hook)."""
+    run = environment.stack_load
+    if not isinstance(run, LoadRun):
+        raise LoadTestFailed("the load run was not prepared: Locust's init event did not run")
+    return run
 
 
 @events.init.add_listener
@@ -137,8 +148,12 @@ def _prepare(environment: Environment) -> None:
     )
     run = LoadRun(settings, profile, gates)
     environment.stack_load = run
-    for user_class, kind in ((ApiTaskUser, "http"), (CeleryTaskUser, "celery")):
-        user_class.weight = profile.weight_of(kind)  # type: ignore[arg-type]
+    kinds: tuple[tuple[type[User], UserKind], ...] = (
+        (ApiTaskUser, "http"),
+        (CeleryTaskUser, "celery"),
+    )
+    for user_class, kind in kinds:
+        user_class.weight = profile.weight_of(kind)
         user_class.wait_time = between(*profile.think_time_s)
     environment.user_classes = [u for u in environment.user_classes if u.weight > 0]
     if not isinstance(environment.runner, MasterRunner):
@@ -251,7 +266,7 @@ def _judge(environment: Environment, **_: Any) -> None:
 # --- the users ---------------------------------------------------------------------
 
 
-class ApiTaskUser(FastHttpUser):  # type: ignore[misc]
+class ApiTaskUser(FastHttpUser):
     """Submits through ``POST /tasks`` and polls ``GET /task-status/{id}`` until it ends."""
 
     wait_time = between(0.0, 0.1)
@@ -319,7 +334,7 @@ class ApiTaskUser(FastHttpUser):  # type: ignore[misc]
         )
 
 
-class CeleryTaskUser(User):  # type: ignore[misc]
+class CeleryTaskUser(User):
     """Publishes with ``stack.submit.submit`` (no HTTP); times enqueue and end to end apart."""
 
     wait_time = between(0.0, 0.1)

@@ -16,7 +16,7 @@ DEFAULT_RUN_TIME_S = 60.0  # a shape needs an end; one minute when --run-time is
 DEFAULT_USERS = 10
 
 
-class ProfileShape(LoadTestShape):  # type: ignore[misc]
+class ProfileShape(LoadTestShape):
     """Users over time as the profile's ``[shape]`` says, scaled to the common options."""
 
     use_common_options = True

@@ -61,3 +61,32 @@ def test_a_fresh_project_tests_its_own_app_with_the_installed_plugin(tmp_path):
     assert run.returncode == 1, output
     assert "worker stack-worker-" in output, "the failed test's report carries the worker log"
     assert "Task shop.tasks.total" in output, output
+
+
+UNRELATED_PROJECT = {
+    "pytest.ini": """
+        [pytest]
+        pythonpath = .
+    """,
+    "tests/test_plain.py": """
+        import sys
+
+
+        def test_arithmetic():
+            assert 2 + 2 == 4
+
+
+        def test_the_plugin_built_no_app_and_imported_no_task_module():
+            assert not [m for m in sys.modules if m.startswith("stack.tasks")]
+            assert "stack.celery_app" not in sys.modules
+    """,
+}
+
+
+def test_a_project_not_using_the_fixtures_is_untouched_by_a_bad_stack_setting(tmp_path):
+    run = run_pytest(write_project(tmp_path, UNRELATED_PROJECT), STACK_RETRY_DELAYS="garbage")
+    output = run.stdout + run.stderr
+
+    assert "2 passed" in output, output
+    assert run.returncode == 0, output
+    assert "celery_stack" in output or "celery-stack" in output, "the plugin was loaded"
