@@ -10,17 +10,18 @@ import sys
 
 import pytest
 
+WATCHED = ("stack.tasks", "stack.celery_app")  # task modules, and the one module that builds
 PROBE = """
 import json, sys
 import {modules}
-print(json.dumps(sorted(m for m in sys.modules if m.startswith(("stack.tasks", "stack.celery_app")))))
+print(json.dumps(sorted(m for m in sys.modules if m.startswith({watched!r}))))
 """
 
 
 def imported_after(modules: str, **env: str) -> list[str]:
     """The task and app modules loaded by importing ``modules`` in a fresh interpreter."""
     run = subprocess.run(
-        [sys.executable, "-c", PROBE.format(modules=modules)],
+        [sys.executable, "-c", PROBE.format(modules=modules, watched=WATCHED)],
         capture_output=True,
         text=True,
         env={**os.environ, **env},

@@ -46,9 +46,9 @@ def layer_of(module: str) -> int:
     best: tuple[int, int] | None = None
     for index, names in enumerate(LAYERS):
         for name in names:
-            if module == name or module.startswith(name + "."):
-                if best is None or len(name) > best[0]:
-                    best = (len(name), index)
+            matches = module == name or module.startswith(name + ".")
+            if matches and (best is None or len(name) > best[0]):
+                best = (len(name), index)
     assert best is not None, f"{module} has no layer: add it to LAYERS in {__file__}"
     return best[1]
 
