@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 import kombu.exceptions
 import redis
@@ -39,6 +39,15 @@ def redact(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def url_password(url: str) -> str | None:
+    """The password a Redis URL carries (userinfo or ``?password=``), if any."""
+    parts = urlsplit(url)
+    if parts.password:
+        return parts.password
+    values = parse_qs(parts.query).get("password")
+    return values[0] if values else None
 
 
 def unavailable(

@@ -14,13 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from stack.connection import url_password
 from stack.errors import InsecureSettings
+from stack.redis_command import LOOPBACK_HOSTS
 from stack.retry import delay_overrun_s
 from stack.settings import Settings
 
@@ -28,7 +30,6 @@ MIN_SECRET_CHARS = 16  # shorter API keys, passwords and cookie secrets are gues
 SAFE_SERIALIZERS = ("json", "msgpack")  # pickle and yaml run code from a message
 PLACEHOLDERS = frozenset({"change-me", "changeme", "secret", "password", "admin", "example"})
 PROBE_TIMEOUT_S = 2.0  # a Redis that does not answer is the launcher's problem, not ours
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 Severity = Literal["error", "warning"]
 log = logging.getLogger(__name__)
@@ -48,15 +49,6 @@ class Finding:
 
 
 # --- helpers --------------------------------------------------------------------
-
-
-def url_password(url: str) -> str | None:
-    """The password a Redis URL carries (userinfo or ``?password=``), if any."""
-    parts = urlsplit(url)
-    if parts.password:
-        return parts.password
-    values = parse_qs(parts.query).get("password")
-    return values[0] if values else None
 
 
 def redis_urls(settings: Settings) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from stack.connection import url_password
 from stack.errors import RedisServerError, ServiceFailed
 from stack.settings import Settings
 
@@ -79,9 +80,10 @@ def redis_variable(settings: Settings) -> str:
 
 
 def redis_password(settings: Settings) -> str | None:
+    """The password our Redis is started with: STACK_REDIS_PASSWORD, else the URL's."""
     if settings.redis_password is not None:
         return settings.redis_password.get_secret_value()
-    return urlsplit(settings.broker_url).password
+    return url_password(settings.broker_url)
 
 
 def local_redis_port(settings: Settings) -> int:

@@ -67,17 +67,24 @@ def redis_service(line: Line) -> Service:
     )
 
 
-def api_service(line: Line) -> Service:
-    settings = line.settings
-    base = f"http://{settings.api_host}:{settings.api_port}"
+def http_service(
+    line: Line, host: str, port: int, variable: str, health: str, page: str
+) -> Service:
+    """A service that serves HTTP: ready when ``health`` answers 200; its URL is ``page``."""
+    base = f"http://{host}:{port}"
     return Service(
         line.name,
         line.command,
-        HttpOk(f"{base}/health"),
-        f"{base}/docs",
-        ports=(Port(settings.api_port, "API_PORT", settings.api_host),),
+        HttpOk(f"{base}{health}"),
+        f"{base}{page}",
+        ports=(Port(port, variable, host),),
         requires=line.requires,
     )
+
+
+def api_service(line: Line) -> Service:
+    settings = line.settings
+    return http_service(line, settings.api_host, settings.api_port, "API_PORT", "/health", "/docs")
 
 
 def worker_service(line: Line) -> Service:
@@ -104,15 +111,8 @@ def beat_service(line: Line) -> Service:
 
 
 def flower_service(line: Line) -> Service:
-    base = f"http://127.0.0.1:{line.settings.flower_port}"
-    return Service(
-        line.name,
-        line.command,
-        HttpOk(f"{base}/healthcheck"),
-        f"{base}/",
-        ports=(Port(line.settings.flower_port, "FLOWER_PORT"),),
-        requires=line.requires,
-    )
+    port = line.settings.flower_port
+    return http_service(line, "127.0.0.1", port, "FLOWER_PORT", "/healthcheck", "/")
 
 
 def other_service(line: Line) -> Service:

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
-import redis
 
-from stack.connection import redact, redis_client
+from stack.connection import REDIS_ERRORS, redis_client, unavailable
 from stack.errors import LoadTestFailed, ServiceFailed
 from stack.launcher.services import child_env
 from stack.loadtest.gates import Gates, Verdict
@@ -172,11 +171,9 @@ def check_targets(settings: Settings, options: LoadOptions) -> None:
         client = redis_client(settings, socket_timeout_s=TARGET_CHECK_TIMEOUT_S)
         try:
             client.ping()
-        except redis.RedisError as exc:
-            raise LoadTestFailed(
-                f"Redis at {redact(settings.broker_url)} does not answer ({exc}): start the "
-                "stack (celery-stack up, or load --start) or set REDIS_URL"
-            ) from exc
+        except REDIS_ERRORS as exc:
+            doing = "PING before the load run: start the stack (celery-stack up, or load --start)"
+            raise unavailable(exc, settings.broker_url, doing) from exc
         finally:
             client.close()
 

@@ -1,33 +1,10 @@
-"""The DeadLetter record: serialization, description of exceptions, rendering; task helpers."""
+"""`celery-stack dlq` rendering: one line per record, every field of one."""
 
 from __future__ import annotations
 
 from stack.cli.dead_letters import render_record, render_records
-from stack.deadletter import DeadLetter, Replay
-
-
-class Custom(Exception):
-    pass
-
-
-def record(**fields) -> DeadLetter:
-    base = {
-        "task_id": "t-1",
-        "name": "files.process_csv",
-        "args": [1, "two"],
-        "kwargs": {"three": [3]},
-        "queue": "file_processing",
-        "priority": "high",
-        "exception_type": "builtins.ValueError",
-        "exception_message": "bad row",
-        "traceback": "Traceback ...\nValueError: bad row",
-        "reason": "gave up after 4 attempts",
-        "attempts": 4,
-        "first_failure_at": 1000.0,
-        "last_failure_at": 1060.5,
-        "worker": "w1@host",
-    }
-    return DeadLetter(**{**base, **fields})
+from stack.deadletter import Replay
+from tests.unit.factories import dead_letter as record
 
 
 def test_rendering_shows_one_line_per_record_and_every_field_of_one():

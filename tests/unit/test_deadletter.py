@@ -1,32 +1,13 @@
-"""The DeadLetter record: serialization, description of exceptions, rendering; task helpers."""
+"""The DeadLetter record: serialization, description of exceptions, its status line."""
 
 from __future__ import annotations
 
 from stack.deadletter import DeadLetter, Replay
+from tests.unit.factories import dead_letter as record
 
 
 class Custom(Exception):
     pass
-
-
-def record(**fields) -> DeadLetter:
-    base = {
-        "task_id": "t-1",
-        "name": "files.process_csv",
-        "args": [1, "two"],
-        "kwargs": {"three": [3]},
-        "queue": "file_processing",
-        "priority": "high",
-        "exception_type": "builtins.ValueError",
-        "exception_message": "bad row",
-        "traceback": "Traceback ...\nValueError: bad row",
-        "reason": "gave up after 4 attempts",
-        "attempts": 4,
-        "first_failure_at": 1000.0,
-        "last_failure_at": 1060.5,
-        "worker": "w1@host",
-    }
-    return DeadLetter(**{**base, **fields})
 
 
 def test_a_record_survives_a_json_round_trip_with_every_field():

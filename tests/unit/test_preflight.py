@@ -1,5 +1,6 @@
 import pytest
 
+from stack.connection import url_password
 from stack.errors import InsecureSettings
 from stack.preflight import (
     check_api_key,
@@ -11,7 +12,6 @@ from stack.preflight import (
     check_settings,
     check_visibility_timeout,
     enforce,
-    url_password,
 )
 from stack.settings import Settings
 

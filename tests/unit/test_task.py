@@ -1,8 +1,7 @@
-"""The DeadLetter record: serialization, description of exceptions, rendering; task helpers."""
+"""StackTask's pure helpers: where a retry or deferral goes, which headers it carries."""
 
 from __future__ import annotations
 
-from stack.deadletter import DeadLetter
 from stack.queues import logical_name
 from stack.settings import Settings
 from stack.task import (
@@ -11,30 +10,6 @@ from stack.task import (
     carried_headers,
     origin,
 )
-
-
-class Custom(Exception):
-    pass
-
-
-def record(**fields) -> DeadLetter:
-    base = {
-        "task_id": "t-1",
-        "name": "files.process_csv",
-        "args": [1, "two"],
-        "kwargs": {"three": [3]},
-        "queue": "file_processing",
-        "priority": "high",
-        "exception_type": "builtins.ValueError",
-        "exception_message": "bad row",
-        "traceback": "Traceback ...\nValueError: bad row",
-        "reason": "gave up after 4 attempts",
-        "attempts": 4,
-        "first_failure_at": 1000.0,
-        "last_failure_at": 1060.5,
-        "worker": "w1@host",
-    }
-    return DeadLetter(**{**base, **fields})
 
 
 def test_a_retry_goes_back_where_the_message_came_from():
