@@ -22,6 +22,10 @@ from honcho.printer import Message, Printer
 
 from stack.settings import Settings
 
+# Celery's loggers for a task's "received" (its arguments) and "succeeded" (its result) lines.
+TASK_DATA_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
+TASK_DATA_FIELDS = frozenset({"args", "kwargs", "return_value"})
+REDACTED = "<redacted>"
 QUIET_LOGGERS = ("httpx", "httpcore")  # one INFO line per HTTP request (readiness probes)
 # LogRecord attributes that are not user extras.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "data"}
@@ -75,8 +79,36 @@ def configure(service: str, level: int | str = logging.INFO) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
+class RedactTaskData(logging.Filter):
+    """Leaves task arguments and results out of Celery's task lines (STACK_LOG_REDACT).
+
+    Celery logs "received" with the arguments and "succeeded" with the return value, in
+    the record's args and its ``data`` extra; both are replaced by REDACTED. The task's
+    name and id stay, so a line can still be traced to the task's status.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict) and TASK_DATA_FIELDS & set(record.args):
+            redacted = {k: REDACTED if k in TASK_DATA_FIELDS else v for k, v in record.args.items()}
+            record.args = redacted
+            if isinstance(getattr(record, "data", None), dict):
+                record.data = redacted
+        return True
+
+
+def redact_task_data() -> None:
+    """Put the filter on the loggers Celery writes task data with (once per process)."""
+    for name in TASK_DATA_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTaskData) for f in logger.filters):
+            logger.addFilter(RedactTaskData())
+
+
 def install(settings: Settings) -> None:
-    """Log JSON in every process that builds a stack app, when STACK_LOG_FORMAT=json."""
+    """Redact task data from logs when STACK_LOG_REDACT (default in production) says so, and
+    log JSON in every process that builds a stack app, when STACK_LOG_FORMAT=json."""
+    if settings.redacts_logs:
+        redact_task_data()
     if settings.log_format != "json":
         return
     configure(settings.service_name)

@@ -143,6 +143,11 @@ class Settings(BaseSettings):
 
     # Security.
     api_key: SecretStr | None = Field(None, validation_alias=_env("STACK_API_KEY"))
+    # Production: reading task data (dead letters, task status, queues, metrics) needs the API
+    # key too; an operator whose own access control already guards the API opts out here.
+    api_open_reads: bool = Field(False, validation_alias=_env("STACK_API_OPEN_READS"))
+    # Log lines without task arguments and results (None: on in production, off in dev).
+    log_redact: bool | None = Field(None, validation_alias=_env("STACK_LOG_REDACT"))
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias=_env("STACK_MAX_BODY_BYTES"))
     task_serializer: str = Field("json", validation_alias=_env("STACK_TASK_SERIALIZER"))
 
@@ -211,6 +216,16 @@ class Settings(BaseSettings):
     @property
     def result_backend(self) -> str:
         return self.celery_result_backend or self.redis_url
+
+    @property
+    def redacts_logs(self) -> bool:
+        """Whether log lines leave task arguments and results out (STACK_LOG_REDACT)."""
+        return self.profile == "production" if self.log_redact is None else self.log_redact
+
+    @property
+    def guards_reads(self) -> bool:
+        """Whether reads of task data need the API key (production, unless opted out)."""
+        return self.profile == "production" and not self.api_open_reads
 
     @property
     def hard_timeout_s(self) -> float:

@@ -26,10 +26,15 @@ API_TITLE = "celery-stack"
 
 
 def create_app(settings: Settings | None = None, app: Celery | None = None) -> FastAPI:
-    """Build the API; with no arguments, settings come from the environment (the edge)."""
+    """Build the API; with no arguments, settings come from the environment (the edge).
+
+    Given an app, its context serves Redis; ``settings`` (default: the app's) configure
+    the API itself (its key, its body ceiling, which reads are private).
+    """
     owns_celery = app is None
     celery = load_app(settings or Settings.load()) if app is None else app
     context = context_of(celery)
+    settings = settings or context.settings
 
     @asynccontextmanager
     async def lifespan(api: FastAPI) -> AsyncIterator[None]:
@@ -47,5 +52,5 @@ def create_app(settings: Settings | None = None, app: Celery | None = None) -> F
     install_error_handlers(api)
     for module in (tasks, health, queues, dead_letters, metrics):
         api.include_router(module.router)
-    install_security(api, context.settings)  # X-API-Key on state changes, body ceiling
+    install_security(api, settings)  # the API key on state changes (and private reads)
     return api

@@ -1,9 +1,14 @@
-"""API security: an API key on every state-changing request, and a request-body ceiling.
+"""API security: an API key on every state-changing request and, in production, on every read
+of task data; and a request-body ceiling.
 
 One ASGI middleware rather than a dependency per route: every POST, PUT, PATCH
 and DELETE is protected, including routes added later by other routers, so a
-forgotten ``Depends`` cannot open a hole. Reads (GET, HEAD, OPTIONS) stay open:
-``/metrics``, ``/health`` and ``/ready`` must answer scrapers and probes.
+forgotten ``Depends`` cannot open a hole. In production, reads under
+PRIVATE_READS (arguments, results, tracebacks, queue and metric names) need the
+key as well, unless STACK_API_OPEN_READS says an access control of the
+operator's own guards the API; ``/health``, ``/ready`` and the docs stay open
+for probes. The key comes as ``X-API-Key`` or, for scrapers such as Prometheus
+that only send an ``Authorization`` header, as ``Authorization: Bearer <key>``.
 
 The body ceiling is checked on ``Content-Length`` and again on the bytes that
 actually arrive (a chunked upload has no length), before the app sees any.
@@ -21,23 +26,30 @@ from stack.errors import InsecureSettings
 from stack.settings import Settings
 
 API_KEY_HEADER = b"x-api-key"
+BEARER = b"bearer "
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Paths whose answers carry task data: guarded in production (Settings.guards_reads).
+PRIVATE_READS = ("/dead-letters", "/task-status", "/queues", "/metrics")
+NEEDS_KEY = "missing or wrong API key: send X-API-Key (or Authorization: Bearer) = STACK_API_KEY"
 
 
 class SecurityMiddleware:
     """401 without the right ``X-API-Key`` on state-changing requests; 413 past the ceiling."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: str | None, max_body_bytes: int, guard_reads: bool = False
+    ) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
+        self.guard_reads = guard_reads
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] in STATE_CHANGING_METHODS and not self._authorised(scope):
-            await _answer(send, 401, "missing or wrong X-API-Key header (set by STACK_API_KEY)")
+        if self._needs_key(scope) and not self._authorised(scope):
+            await _answer(send, 401, NEEDS_KEY)
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
@@ -52,11 +64,24 @@ class SecurityMiddleware:
             return
         await self.app(scope, _replay(body, receive), send)
 
+    def _needs_key(self, scope: Scope) -> bool:
+        if scope["method"] in STATE_CHANGING_METHODS:
+            return True
+        path = str(scope.get("path", ""))
+        return self.guard_reads and any(
+            path == p or path.startswith(p + "/") for p in PRIVATE_READS
+        )
+
     def _authorised(self, scope: Scope) -> bool:
         if self.api_key is None:
             return True
-        given = dict(scope["headers"]).get(API_KEY_HEADER, b"")
-        return hmac.compare_digest(given, self.api_key)
+        headers = dict(scope["headers"])
+        given = headers.get(API_KEY_HEADER)
+        if given is None:
+            authorization = headers.get(b"authorization", b"")
+            if authorization[: len(BEARER)].lower() == BEARER:
+                given = authorization[len(BEARER) :].strip()
+        return hmac.compare_digest(given or b"", self.api_key)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or None as soon as it passes the ceiling."""
@@ -127,5 +152,8 @@ def install_security(api: Any, settings: Settings) -> None:
             "refusing to start the production API without an API key: set STACK_API_KEY"
         )
     api.add_middleware(
-        SecurityMiddleware, api_key=key or None, max_body_bytes=settings.max_body_bytes
+        SecurityMiddleware,
+        api_key=key or None,
+        max_body_bytes=settings.max_body_bytes,
+        guard_reads=settings.guards_reads,
     )

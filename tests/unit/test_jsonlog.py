@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from stack.jsonlog import JsonFormatter
+from stack.jsonlog import JsonFormatter, RedactTaskData
+from stack.settings import Settings
 
 
 def record(**extra: object) -> logging.LogRecord:
@@ -40,3 +41,20 @@ def test_an_exception_travels_in_the_same_line():
         rec.exc_info = sys.exc_info()
     entry = json.loads(JsonFormatter().format(rec))
     assert "ValueError: bad row" in entry["exception"]
+
+
+def test_task_arguments_and_results_are_redacted_but_the_task_stays_traceable():
+    data = {"id": "t-1", "name": "shop.charge", "args": "['4242 4242']", "kwargs": "{}"}
+    rec = logging.makeLogRecord({"name": "celery.worker.strategy", "levelno": 20})
+    rec.msg, rec.args, rec.data = "Task %(name)s[%(id)s] received %(args)s", data, data
+
+    assert RedactTaskData().filter(rec)
+
+    assert rec.getMessage() == "Task shop.charge[t-1] received <redacted>"
+    assert "4242" not in JsonFormatter().format(rec)
+
+
+def test_redaction_follows_the_profile_unless_set():
+    assert Settings.load(environ={"STACK_PROFILE": "production"}).redacts_logs
+    assert not Settings.load(environ={}).redacts_logs
+    assert Settings.load(environ={"STACK_LOG_REDACT": "true"}).redacts_logs

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("stack.app_factory", "stack.metrics"),
     ("stack.celery_app", "stack.preflight", "stack.checks"),
     ("stack.harness", "stack.launcher", "stack.api", "stack.loadtest"),
-    ("stack.cli", "stack.pytest_plugin", "stack.__main__"),
+    ("stack.cli", "stack.pytest_plugin", "stack.__main__", "stack.flower"),
 ]
 
 
