@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from stack.cli.checks import add_doctor, add_health, add_preflight
 from stack.cli.dead_letters import add_dlq
+from stack.cli.init import add_init
 from stack.cli.load import add_load
 from stack.cli.output import print_json
 from stack.cli.stack_services import add_api, add_redis, add_up
@@ -38,6 +39,7 @@ SUBCOMMANDS = [
     add_api,
     add_preflight,
     add_doctor,
+    add_init,
 ]
 
 

@@ -25,13 +25,15 @@ LAYERS: list[tuple[str, ...]] = [
         "stack.metrics.recorder",
         "stack.result_backend",
         "stack.jsonlog",
+        "stack.app_finder",
+        "stack.discovery",
     ),
     ("stack.context",),
     ("stack.task", "stack.submit", "stack.task_status"),
     ("stack.tasks", "stack.beat"),
     ("stack.app_factory", "stack.metrics"),
     ("stack.celery_app", "stack.preflight", "stack.checks"),
-    ("stack.harness", "stack.launcher", "stack.api", "stack.loadtest"),
+    ("stack.harness", "stack.launcher", "stack.api", "stack.loadtest", "stack.scaffold"),
     ("stack.cli", "stack.pytest_plugin", "stack.__main__", "stack.flower"),
 ]
 
