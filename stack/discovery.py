@@ -152,15 +152,10 @@ def _routes(task_routes: Any, found: _Collector) -> None:
             )
             continue
         for pair in pairs:
-            if isinstance(pair, str):
+            if isinstance(pair, tuple | list) and len(pair) == 2:
+                _route(f"{where} {_pattern(pair[0])}", pair[1], found)
+            else:
                 found.notes.append(f"{where}: {pair!r} is not a (pattern, route) pair, skipped")
-                continue
-            try:
-                pattern, route = pair
-            except (TypeError, ValueError):
-                found.notes.append(f"{where}: {pair!r} is not a (pattern, route) pair, skipped")
-                continue
-            _route(f"{where} {_pattern(pattern)}", route, found)
 
 
 def _route(source: str, route: Any, found: _Collector) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 
 from stack.discovery import AppQueues, Periodic, TaskInfo, callable_without_arguments
@@ -41,7 +42,7 @@ def procfile(found: Found) -> str:
     diagnostics tasks that readiness, ``doctor`` and the load tests use.
     """
     app = f"STACK_CELERY_APP=${{STACK_CELERY_APP:-{found.ref}}}"
-    queues = ",".join(found.queues.names)
+    queues = shlex.quote(",".join(found.queues.names))
     lines = [
         f"# The dev stack of {found.ref} ({GENERATED}).",
         "# Run it with `celery-stack up` (or any Procfile runner, without the readiness gates).",

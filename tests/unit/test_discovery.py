@@ -350,3 +350,13 @@ def test_worker_queues_of_an_imported_module(package):
     app = package.app("routes")
     prepare(app)
     assert worker_queues(app) == ["celery", "fast"]
+
+
+def test_a_list_of_pairs_without_the_enclosing_tuple_is_reported_not_guessed():
+    # Celery reads each pair as a router of its own; the docs wrap the list in a tuple.
+    found = app_queues(make_app(task_routes=[("a.*", "qa")]))
+    assert found.names == ("celery",)
+    assert found.notes == (
+        "task_routes[0]: 'a.*' is not a (pattern, route) pair, skipped",
+        "task_routes[0]: 'qa' is not a (pattern, route) pair, skipped",
+    )
