@@ -214,8 +214,9 @@ class Settings(BaseSettings):
             for item in filter(None, (part.strip() for part in value.split(","))):
                 name, sep, rate = item.partition("=")
                 if not sep or not name.strip() or not rate.strip():
+                    which = "" if item == value.strip() else f", not {item!r}"
                     raise ValueError(
-                        f"expected task=rate pairs like diagnostics.limited=5/s, got {item!r}"
+                        f"expected task=rate pairs like diagnostics.limited=5/s{which}"
                     )
                 try:
                     parse_rate(rate)  # refused here, not once a worker loads the app
