@@ -11,9 +11,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dotenv import dotenv_values
-from dotenv.parser import parse_stream
-
 from stack.errors import SettingsError
 
 FORM = 'expected KEY=VALUE, one per line (quote a value holding spaces or #: KEY="a b")'
@@ -22,6 +19,9 @@ SHOWN_CHARS = 40
 
 def read_env_file(path: Path) -> dict[str, str]:
     """The file's variables (names upper-cased, ``${VAR}`` expanded as python-dotenv does)."""
+    from dotenv import dotenv_values  # only when a file is read: importing stays cheap
+    from dotenv.parser import parse_stream
+
     text = _text(path)
     for binding in parse_stream(io.StringIO(text)):
         line = binding.original.line
