@@ -12,7 +12,6 @@ Redis or kombu error that escaped a module is translated once, by
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,8 +35,6 @@ from stack.errors import (
     UnknownTask,
 )
 
-logger = logging.getLogger(__name__)
-
 # An unknown queue is 422, like any other invalid value in the body.
 ERROR_STATUS: dict[type[StackError], int] = {
     UnknownTask: 404,
@@ -49,6 +46,7 @@ ERROR_STATUS: dict[type[StackError], int] = {
 DEFAULT_ERROR_STATUS = 500
 PROBED_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 SHOWN_ERRORS = 5  # field errors spelled out in ``detail``; all of them are in ``errors``
+BODY_PARSE_FAILED = "There was an error parsing the body"  # FastAPI's 400 (a 422 here)
 
 
 class FieldError(BaseModel):
@@ -129,7 +127,7 @@ def _message(error: Mapping[str, Any]) -> str:
 async def _http_error(request: Request, exc: Exception) -> Response:
     """Starlette's and FastAPI's own HTTP errors, said in the one shape, with the fix."""
     assert isinstance(exc, HTTPException)
-    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI: the body did not parse
+    if exc.status_code == 400 and exc.detail == BODY_PARSE_FAILED and exc.__cause__ is not None:
         return _unparsable_body(exc.__cause__)
     if exc.status_code == 405:
         return _method_not_allowed(request)
@@ -172,8 +170,8 @@ def _method_not_allowed(request: Request) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    """A bug: the one shape still, the traceback in the log (never in the answer)."""
-    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    """A bug: the one shape still, never the traceback (Starlette re-raises the exception
+    after this answer, so the server logs it)."""
     return answer(500, "internal error: the API's log has the traceback; please report it")
 
 
