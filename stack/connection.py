@@ -19,6 +19,7 @@ import kombu.exceptions
 import redis
 
 from stack.errors import BrokerUnavailable
+from stack.redis_url import redact as redact  # the one redact(), here at the boundary
 from stack.settings import Settings
 
 SOCKET_TIMEOUT_S = 3.0  # a dead Redis must fail a request in seconds, never hang it
@@ -30,15 +31,6 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-
-
-def redact(url: str) -> str:
-    """``url`` fit for a message or a table: its password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def url_password(url: str) -> str | None:

@@ -79,3 +79,7 @@ class LoadTestFailed(StackError):
 
 class RedeliveryLimitExceeded(StackError):
     """A task's worker died under it more than STACK_MAX_REDELIVERIES times: dead-lettered."""
+
+
+class TaskNotDone(StackError):
+    """A task waited for (``submit --wait``) did not succeed: still running, failed or dead."""

@@ -24,7 +24,6 @@ not push each other further back.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 import redis
 
 from stack.errors import SettingsError
+from stack.rates import parse_rate
 from stack.settings import Settings
 
 US_PER_S = 1_000_000
@@ -45,8 +45,6 @@ GUARD_MARGIN_OF_INTERVAL = 0.1  # ... and never more than a tenth of the spacing
 HOLD_MAX_S = 0.1
 HOLD_MAX_OF_INTERVAL = 0.5
 MAX_HOLDS = 3  # then defer through the broker anyway (heavy contention)
-PERIODS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
-RATE_PATTERN = re.compile(r"^\s*(\d+)\s*(?:/\s*(\d*\.?\d*)\s*([smhd])?)?\s*$")
 
 ACQUIRE_LUA = """
 -- Grant one run of a rate-limited task type now, or reserve a later slot.
@@ -111,19 +109,7 @@ class Rate:
     @classmethod
     def parse(cls, text: str | int) -> Rate:
         """``"5/s"``, ``"100/m"``, ``"10/5s"``, ``"3/h"``; a bare number is per second."""
-        match = RATE_PATTERN.match(str(text))
-        if not match or int(match.group(1)) < 1:
-            raise ValueError(
-                f"invalid rate {text!r}: expected a positive count per s, m, h or d, "
-                "e.g. 5/s, 100/m, 10/5s"
-            )
-        count, multiple, unit = match.groups()
-        if multiple and not unit:
-            raise ValueError(f"invalid rate {text!r}: the period needs a unit (s, m, h, d)")
-        period = float(multiple or 1) * PERIODS_S[unit or "s"]
-        if period <= 0:
-            raise ValueError(f"invalid rate {text!r}: the period must be positive")
-        return cls(int(count), period)
+        return cls(*parse_rate(text))
 
     @property
     def guard_margin_s(self) -> float:

@@ -26,13 +26,25 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from stack.envfile import read_env_file
 from stack.errors import SettingsError
+from stack.rates import parse_rate
+from stack.redis_url import check_redis_url, redact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RETRY_DELAYS_S = (60.0, 300.0, 900.0)  # the seeds' 1 min / 5 min / 15 min
 DEFAULT_VISIBILITY_TIMEOUT_S = 3600  # kombu's default; every retry delay must stay below it
 DEAD_LETTER_MAX_ENTRIES = 10_000  # Sidekiq's Dead set keeps 10,000 ...
 DEAD_LETTER_MAX_AGE_S = 180 * 86_400  # ... for 180 days
+# STACK_DEAD_LETTER_MAX_ENTRIES at most (records carry tracebacks: ~20 GB of Redis), and
+# so the furthest a page of dead letters may start: every record stays reachable.
+DEAD_LETTER_ENTRIES_CEILING = 1_000_000
+PAGE_OFFSET_MAX = DEAD_LETTER_ENTRIES_CEILING
+PAGE_LIMIT_MAX = 1000  # one page of records stays a few MB at most
+# kombu's built-in serializers; preflight refuses the ones that run code (pickle, yaml).
+SERIALIZERS = ("json", "msgpack", "pickle", "yaml")
+URL_FIELDS = ("redis_url", "celery_broker_url", "celery_result_backend")
+URL_VARIABLES = ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")
 
 Profile = Literal["dev", "production"]
 
@@ -108,7 +120,10 @@ class Settings(BaseSettings):
     retry_jitter: float = Field(0.0, ge=0, le=1, validation_alias=_env("STACK_RETRY_JITTER"))
     max_redeliveries: int = Field(3, ge=1, validation_alias=_env("STACK_MAX_REDELIVERIES"))
     dead_letter_max_entries: int = Field(
-        DEAD_LETTER_MAX_ENTRIES, ge=1, validation_alias=_env("STACK_DEAD_LETTER_MAX_ENTRIES")
+        DEAD_LETTER_MAX_ENTRIES,
+        ge=1,
+        le=DEAD_LETTER_ENTRIES_CEILING,
+        validation_alias=_env("STACK_DEAD_LETTER_MAX_ENTRIES"),
     )
     dead_letter_max_age_s: int = Field(
         DEAD_LETTER_MAX_AGE_S, ge=1, validation_alias=_env("STACK_DEAD_LETTER_MAX_AGE")
@@ -167,6 +182,18 @@ class Settings(BaseSettings):
         so ``load(environ=...)`` (a child's or a test's settings) sees nothing else."""
         return (init_settings,)
 
+    @field_validator(*URL_FIELDS)
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("task_serializer")
+    @classmethod
+    def _known_serializer(cls, value: str) -> str:
+        if value.lower() not in SERIALIZERS:
+            raise ValueError(f"unknown serializer: expected one of {', '.join(SERIALIZERS)}")
+        return value.lower()
+
     @field_validator("retry_delays_s", mode="before")
     @classmethod
     def _parse_delays(cls, value: Any) -> Any:
@@ -192,9 +219,17 @@ class Settings(BaseSettings):
             for item in filter(None, (part.strip() for part in value.split(","))):
                 name, sep, rate = item.partition("=")
                 if not sep or not name.strip() or not rate.strip():
+                    which = "" if item == value.strip() else f", not {item!r}"
                     raise ValueError(
-                        f"expected task=rate pairs like diagnostics.limited=5/s, got {item!r}"
+                        f"expected task=rate pairs like diagnostics.limited=5/s{which}"
                     )
+                try:
+                    parse_rate(rate)  # refused here, not once a worker loads the app
+                except ValueError as exc:
+                    raise ValueError(
+                        f"rate of {name.strip()}: {exc}; write task=rate pairs, "
+                        "e.g. diagnostics.limited=5/s,files.process_csv=10/m"
+                    ) from None
                 limits[name.strip()] = rate.strip()
             return limits
         return value
@@ -265,11 +300,9 @@ class Settings(BaseSettings):
 
 
 def _read_env_files(files: tuple[Path, ...]) -> dict[str, str]:
-    from dotenv import dotenv_values
-
     values: dict[str, str] = {}
     for file in files:
-        values.update({k.upper(): v for k, v in dotenv_values(file).items() if v is not None})
+        values.update(read_env_file(file))
     return values
 
 
@@ -282,6 +315,8 @@ def describe_errors(exc: ValidationError) -> str:
         alias = field.validation_alias if field is not None else None
         name = alias.choices[0] if isinstance(alias, AliasChoices) else str(loc or "settings")
         got = error.get("input")
+        if name in URL_VARIABLES and isinstance(got, str):
+            got = redact(got)  # a URL may carry the Redis password
         shown = "" if isinstance(got, dict) else f" (got {got!r})"
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{name}: {message}{shown}")

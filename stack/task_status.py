@@ -3,10 +3,16 @@
 Celery's states are mapped onto the seed's vocabulary in one table; a task that
 ended in the dead letters is looked up in the dead-letter store, because Celery
 itself only knows it as FAILURE.
+
+A result is whatever the task returned, stored by kombu's JSON (which writes
+NaN and Infinity, unlike JSON): :func:`wire_value` makes it something every JSON
+reader takes, so ``/task-status`` always answers (a NaN used to come back as
+null, a lone surrogate as a 500).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from celery import Celery
@@ -40,6 +46,25 @@ class TaskStatus(BaseModel):
     error: str | None = None
 
 
+NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}  # proto3's JSON names
+
+
+def wire_value(value: Any) -> Any:
+    """``value`` with every NaN, Infinity and -Infinity as the strings ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"`` (JSON has no such numbers; null would lose them).
+
+    Everything else is unchanged: strings with lone surrogates stay, for the API
+    writes them as ``\\ud800`` escapes, which JSON does carry faithfully.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return NON_FINITE[str(value)]
+    if isinstance(value, dict):
+        return {key: wire_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [wire_value(item) for item in value]
+    return value
+
+
 def status_of_state(state: str) -> StatusName:
     """The seed's status for a Celery state (unknown custom states count as processing)."""
     return STATE_TO_STATUS.get(state.upper(), "processing")
@@ -62,7 +87,7 @@ def build_status(task_id: str, state: str, info: Any, dead_letter_error: str | N
         return TaskStatus(task_id=task_id, status="dead_lettered", error=dead_letter_error)
     status = status_of_state(state)
     if status == "success":
-        return TaskStatus(task_id=task_id, status=status, result=info)
+        return TaskStatus(task_id=task_id, status=status, result=wire_value(info))
     if status in ("failure", "retrying"):
         return TaskStatus(task_id=task_id, status=status, error=describe_error(info))
     return TaskStatus(task_id=task_id, status=status)

@@ -11,18 +11,34 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from celery import Celery
 from fastapi import FastAPI
 
 from stack.api import dead_letters, health, metrics, queues, tasks
-from stack.api.errors import install_error_handlers
+from stack.api.errors import document_errors, install_error_handlers
+from stack.api.rendering import StackJSONResponse
 from stack.api.security import install_security
 from stack.app_factory import load_app
 from stack.context import context_of
 from stack.settings import Settings
 
 API_TITLE = "celery-stack"
+
+
+class StackAPI(FastAPI):
+    """FastAPI whose OpenAPI schema lists every error status of every operation, in the one
+    error shape (:func:`stack.api.errors.document_errors`)."""
+
+    _documented: dict[str, Any] | None = None
+
+    def openapi(self) -> dict[str, Any]:
+        schema = super().openapi()
+        if self._documented is not schema:  # FastAPI regenerates it when routes change
+            document_errors(schema)
+            self._documented = schema
+        return schema
 
 
 def create_app(settings: Settings | None = None, app: Celery | None = None) -> FastAPI:
@@ -43,10 +59,12 @@ def create_app(settings: Settings | None = None, app: Celery | None = None) -> F
             context.close()
             celery.close()
 
-    api = FastAPI(
+    api = StackAPI(
         title=API_TITLE,
         summary="Submit Celery tasks, read their status, probe the stack.",
         lifespan=lifespan,
+        # Every answer through one writer: lone surrogates escaped, NaN as "NaN", never a 500.
+        default_response_class=StackJSONResponse,
     )
     api.state.celery = celery
     install_error_handlers(api)

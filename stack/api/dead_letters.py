@@ -12,11 +12,14 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from stack.api.dependencies import CeleryDep, StoreDep
-from stack.api.errors import NOT_FOUND, REDIS_DOWN
+from stack.api.errors import NOT_FOUND, REDIS_DOWN, error_response
 from stack.deadletter import DeadLetter
+from stack.settings import PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
 from stack.submit import replay
 
-MAX_PAGE_SIZE = 1000  # one page stays a few MB at most (records carry tracebacks)
+MAX_PAGE_SIZE = PAGE_LIMIT_MAX  # one page stays a few MB at most (records carry tracebacks)
+# A replay republishes to the record's queue: gone from the configuration since, it is 422.
+REPLAY_ERRORS = {**NOT_FOUND, 422: error_response("the record's queue is no longer configured")}
 
 router = APIRouter(tags=["reliability"])
 
@@ -41,10 +44,13 @@ class ReplayAccepted(BaseModel):
 @router.get("/dead-letters", responses=REDIS_DOWN)
 def list_dead_letters(
     store: StoreDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
+    offset: Annotated[
+        int, Query(ge=0, le=PAGE_OFFSET_MAX, description="newest records to skip")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="records per page")] = 50,
 ) -> DeadLetterPage:
-    """Dead letters, newest first."""
+    """Dead letters, newest first; ``offset`` and ``limit`` are bounded (422 beyond), so a
+    huge offset is a clear error rather than a Redis integer overflow answered as 503."""
     return DeadLetterPage(
         total=store.count(), offset=offset, limit=limit, items=store.page(offset, limit)
     )
@@ -55,7 +61,7 @@ def get_dead_letter(record_id: str, store: StoreDep) -> DeadLetter:
     return store.get(record_id)
 
 
-@router.post("/dead-letters/{record_id}/replay", status_code=202, responses=NOT_FOUND)
+@router.post("/dead-letters/{record_id}/replay", status_code=202, responses=REPLAY_ERRORS)
 def replay_dead_letter(record_id: str, app: CeleryDep) -> ReplayAccepted:
     """Publish the task again to its original queue and priority, under a new task id."""
     task_id = replay(app, record_id)

@@ -12,7 +12,6 @@ stays fast and the CLI process never imports Locust.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 
@@ -65,8 +64,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         print(f"celery-stack: error: {exc}", file=sys.stderr)
         return 1
-    except json.JSONDecodeError as exc:
-        print(f"celery-stack: error: --args/--kwargs must be JSON ({exc})", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130

@@ -7,8 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from stack.cli.arguments import bounded_int
 from stack.cli.output import print_json
-from stack.settings import Settings
+from stack.settings import PAGE_LIMIT_MAX, PAGE_OFFSET_MAX, Settings
 
 if TYPE_CHECKING:
     from stack.deadletter import DeadLetter
@@ -78,8 +79,18 @@ def add_dlq(sub: Any) -> None:
     p = sub.add_parser("dlq", help="inspect, replay and purge the dead-letter queue")
     actions = p.add_subparsers(dest="action", required=True)
     ls = actions.add_parser("list", help="dead letters, newest first")
-    ls.add_argument("--offset", type=int, default=0)
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument(
+        "--offset",
+        type=bounded_int(0, PAGE_OFFSET_MAX),
+        default=0,
+        help=f"newest records to skip (0 to {PAGE_OFFSET_MAX:,})",
+    )
+    ls.add_argument(
+        "--limit",
+        type=bounded_int(1, PAGE_LIMIT_MAX),
+        default=50,
+        help=f"records to show (1 to {PAGE_LIMIT_MAX})",
+    )
     show = actions.add_parser("show", help="every field of one dead letter, with its traceback")
     show.add_argument("id", help="dead-letter record id")
     replay = actions.add_parser(

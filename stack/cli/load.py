@@ -9,18 +9,23 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from argparse import ArgumentTypeError
 from pathlib import Path
 from typing import Any
 
+from stack.cli.arguments import bounded_float, bounded_int
 from stack.cli.output import print_json
 from stack.settings import Settings
 
 
 def _run_time(text: str) -> str:
-    # argparse names this function in its usage error ("invalid _run_time value").
+    """Checked here (a usage error, exit 2) and passed on as written: Locust reads it too."""
     from stack.loadtest.runner import parse_run_time
 
-    parse_run_time(text)  # argparse turns the ValueError into a usage error
+    try:
+        parse_run_time(text)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
     return text
 
 
@@ -68,8 +73,14 @@ def add_load(sub: Any) -> None:
         description="Load the stack through the API and straight into Celery, judge the "
         "gates, write an HTML report and CSV stats. Targets the local API unless --host.",
     )
-    p.add_argument("-u", "--users", type=int, default=20, help="peak number of users")
-    p.add_argument("-r", "--spawn-rate", type=float, default=10.0, help="users started per second")
+    p.add_argument("-u", "--users", type=bounded_int(1), default=20, help="peak number of users")
+    p.add_argument(
+        "-r",
+        "--spawn-rate",
+        type=bounded_float(0, low_open=True),
+        default=10.0,
+        help="users started per second",
+    )
     p.add_argument("-t", "--run-time", type=_run_time, default="20s", help="e.g. 20s, 1m30s")
     p.add_argument(
         "--profile",
@@ -84,17 +95,18 @@ def add_load(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="stream Locust's own output")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     g = p.add_argument_group("gates (a crossed gate exits 1 and names itself)")
-    g.add_argument("--max-p95-ms", type=float, default=gates.max_p95_ms, help="end-to-end p95")
-    g.add_argument("--max-p99-ms", type=float, default=gates.max_p99_ms, help="end-to-end p99")
+    ms, ratio, rate = bounded_float(0, low_open=True), bounded_float(0, 1), bounded_float(0)
+    g.add_argument("--max-p95-ms", type=ms, default=gates.max_p95_ms, help="end-to-end p95")
+    g.add_argument("--max-p99-ms", type=ms, default=gates.max_p99_ms, help="end-to-end p99")
     g.add_argument(
-        "--max-fail-ratio", type=float, default=gates.max_fail_ratio, help="failed/all requests"
+        "--max-fail-ratio", type=ratio, default=gates.max_fail_ratio, help="failed/all requests"
     )
     g.add_argument(
-        "--min-tasks-per-s", type=float, default=gates.min_tasks_per_s, help="completed tasks/s"
+        "--min-tasks-per-s", type=rate, default=gates.min_tasks_per_s, help="completed tasks/s"
     )
     g.add_argument(
         "--max-final-depth",
-        type=int,
+        type=bounded_int(0),
         default=None,
         help="tasks waiting in the queues at the end (default: --users)",
     )

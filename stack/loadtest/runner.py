@@ -45,15 +45,23 @@ _TIMESPAN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 
 
 def parse_run_time(text: str) -> float:
-    """Seconds in Locust's format: ``20s``, ``1m30s``, ``2h`` or plain seconds."""
+    """Seconds in Locust's format: ``20s``, ``1m30s``, ``2h`` or plain seconds; above 0,
+    because Locust reads a run time of 0 as "no limit" and a CI load would never end."""
     text = text.strip()
-    if text.isdigit():
-        return float(text)
     match = _TIMESPAN.match(text)
-    if not text or match is None:
+    if text.isdigit():
+        total = int(text)
+    elif text and match is not None:
+        hours, minutes, seconds = (int(part or 0) for part in match.groups())
+        total = hours * 3600 + minutes * 60 + seconds
+    else:
         raise ValueError(f"expected a run time like 20s, 1m30s or 2h, got {text!r}")
-    hours, minutes, seconds = (int(part or 0) for part in match.groups())
-    return float(hours * 3600 + minutes * 60 + seconds)
+    if total <= 0:
+        raise ValueError(
+            f"expected a run time above 0 like 20s, 1m30s or 2h, got {text!r} "
+            "(Locust would run without a limit)"
+        )
+    return float(total)
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,10 @@ def run_load(
     """Run one load test; return (exit code, verdict). 1 means a gate was crossed."""
     out = output or sys.stdout
     load_profile(options.profile)  # a bad profile fails here, before anything starts
+    try:
+        parse_run_time(options.run_time)  # like the profile: before anything starts
+    except ValueError as exc:
+        raise LoadTestFailed(f"run time: {exc}") from None
     report = options.report_dir.resolve()
     report.mkdir(parents=True, exist_ok=True)
     (report / VERDICT_FILE).unlink(missing_ok=True)

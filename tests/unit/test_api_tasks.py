@@ -50,7 +50,9 @@ def test_a_malformed_body_is_422_before_redis_is_touched(offline_client):
     response = offline_client.post("/tasks", json={"name": "diagnostics.echo", "priority": 1})
 
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "priority"]
+    body = response.json()
+    assert body["detail"].startswith("invalid request: body.priority: Input should be")
+    assert body["errors"][0]["loc"] == ["body", "priority"]
 
 
 def test_an_unknown_task_is_404_before_redis_is_touched(offline_client):

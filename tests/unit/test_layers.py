@@ -13,7 +13,15 @@ STACK = Path(__file__).resolve().parents[2] / "stack"
 
 # Lowest first: a module may import its own layer and the layers below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("stack.errors", "stack.settings", "stack.signals", "stack.compat"),
+    (
+        "stack.errors",
+        "stack.settings",
+        "stack.signals",
+        "stack.compat",
+        "stack.rates",
+        "stack.redis_url",
+        "stack.envfile",
+    ),
     (
         "stack.connection",
         "stack.queues",

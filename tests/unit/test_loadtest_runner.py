@@ -81,6 +81,12 @@ def test_a_malformed_run_time_is_refused(text):
         parse_run_time(text)
 
 
+@pytest.mark.parametrize("text", ["0", "00", "0s", "0m0s", "0h"])
+def test_a_run_time_of_zero_is_refused_because_locust_would_never_stop(text):
+    with pytest.raises(ValueError, match=r"above 0 .* without a limit"):
+        parse_run_time(text)
+
+
 def test_the_summary_shows_each_gate_with_its_result():
     measures = measure([], duration_s=5.0, final_depth=4)
     verdict = Verdict(measures, evaluate(Gates(), measures, users=2), depth={"end": 4})

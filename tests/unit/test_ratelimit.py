@@ -93,7 +93,7 @@ def test_settings_override_the_limit_written_on_the_task():
 
 
 def test_a_malformed_limit_names_its_source():
-    bad = Settings.load(environ={"STACK_RATE_LIMITS": "a.b=fast"})
+    bad = Settings.load(environ={}).model_copy(update={"rate_limits": {"a.b": "fast"}})
     with pytest.raises(SettingsError, match=r"STACK_RATE_LIMITS: a\.b"):
         rate_limits(bad)
     with pytest.raises(SettingsError, match="global_rate_limit of task x"):

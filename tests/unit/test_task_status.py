@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from stack.task_status import build_status, describe_error, status_of_state
+from stack.api.rendering import render_json
+from stack.task_status import build_status, describe_error, status_of_state, wire_value
 
 
 @pytest.mark.parametrize(
@@ -67,3 +70,18 @@ def test_an_exception_without_a_message_is_described_by_its_type():
     assert describe_error(KeyError()) == "KeyError"
     assert describe_error(None) is None
     assert describe_error("already text") == "already text"
+
+
+def test_a_result_json_lacks_numbers_for_comes_back_as_their_names_not_null():
+    nan, inf = float("nan"), float("inf")
+    status = build_status("t1", "SUCCESS", [nan, inf, -inf, {"k": (nan, 1.5)}], None)
+
+    assert status.result == ["NaN", "Infinity", "-Infinity", {"k": ["NaN", 1.5]}]
+    assert wire_value({"a": [1, "x", None]}) == {"a": [1, "x", None]}
+
+
+def test_the_api_writes_a_lone_surrogate_as_an_escape_that_reads_back_the_same():
+    body = render_json({"result": ["\ud800", "café", float("nan")]})
+
+    assert body == b'{"result":["\\ud800","caf\\u00e9","NaN"]}'
+    assert json.loads(body) == {"result": ["\ud800", "café", "NaN"]}
