@@ -286,7 +286,7 @@ def user_tasks(app: Celery) -> list[TaskInfo]:
     scheduled = set(periodic(app).entries.values())
     infos = []
     for name, task in sorted(app.tasks.items()):
-        if name.startswith(KIT_TASK_PREFIXES):
+        if name.startswith(KIT_TASK_PREFIXES) or _is_stacks(task):
             continue
         infos.append(
             TaskInfo(
@@ -298,6 +298,13 @@ def user_tasks(app: Celery) -> list[TaskInfo]:
             )
         )
     return infos
+
+
+def _is_stacks(task: Any) -> bool:
+    """A task defined by celery-stack itself: a shared task of ours joins every app built after
+    its module was imported (the reference tasks, in a process that loaded the reference app)."""
+    run = getattr(task, "run", None)
+    return str(getattr(run, "__module__", "") or "").startswith("stack.")
 
 
 def required_parameters(task: Any) -> tuple[str, ...] | None:
