@@ -79,3 +79,12 @@ class LoadTestFailed(StackError):
 
 class RedeliveryLimitExceeded(StackError):
     """A task's worker died under it more than STACK_MAX_REDELIVERIES times: dead-lettered."""
+
+
+class ArgumentsTooDeep(StackError):
+    """Task arguments nest deeper than MAX_ARGUMENT_DEPTH: refused by submit (the API's 422)
+    and dead-lettered by a worker that receives them anyway."""
+
+
+class ReplayInProgress(StackError):
+    """Another replay of the same dead letter is still publishing (past the claim timeout)."""

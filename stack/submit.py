@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 
 from stack import queues
+from stack.arguments import check_depth
 from stack.connection import REDIS_ERRORS, unavailable
 from stack.context import context_of
 from stack.deadletter import Replay
@@ -28,16 +29,19 @@ def submit(
     priority: str | int | Priority = queues.DEFAULT_PRIORITY,
     queue: str | None = None,
     countdown_s: float | None = None,
+    task_id: str | None = None,
 ) -> str:
     """Publish task ``name`` to its queue at ``priority``; return the task id.
 
-    ``queue`` is a logical queue name (None: the task's route). Raises
-    UnknownTask for a name the app does not register and BrokerUnavailable
-    when Redis does not take the message within the publish timeout.
+    ``queue`` is a logical queue name (None: the task's route); ``task_id`` None:
+    a new one. Raises UnknownTask for a name the app does not register,
+    ArgumentsTooDeep for arguments nested past MAX_ARGUMENT_DEPTH, and
+    BrokerUnavailable when Redis does not take the message within the publish timeout.
     """
     settings = context_of(app).settings
     if name not in app.tasks:
         raise UnknownTask(name)
+    check_depth(args, kwargs or {})
     level = Priority.parse(priority)
     physical = queues.queue_name(settings, queue or queues.route_for(name))
     try:
@@ -49,6 +53,7 @@ def submit(
             routing_key=physical,
             priority=level.value,
             countdown=countdown_s,
+            task_id=task_id,
             retry=True,
             retry_policy={"errback": publish_deadline(settings.publish_timeout_s)},
         )

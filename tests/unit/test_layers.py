@@ -16,6 +16,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("stack.errors", "stack.settings", "stack.signals", "stack.compat"),
     (
         "stack.connection",
+        "stack.arguments",
         "stack.queues",
         "stack.retry",
         "stack.ratelimit",

@@ -1,0 +1,52 @@
+"""How deep task arguments may nest: one limit, checked by submit() and by the worker's guard.
+
+Deep nesting breaks the readers of a task's arguments one after the other: the
+prefork worker's main process pickles them for its pool child at two recursion
+levels per nesting level, and at ~480 levels that raises RecursionError where
+Celery exits the whole worker; pydantic's JSON parser (jiter) stops at 200
+levels, so a dead letter carrying such arguments could not be read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stack.errors import ArgumentsTooDeep
+
+# Below every reader above with room to spare (the dead-letter record wraps arguments in two
+# more levels); real arguments nest a handful of levels.
+MAX_ARGUMENT_DEPTH = 100
+CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def nesting_depth(value: Any, stop_after: int = MAX_ARGUMENT_DEPTH) -> int:
+    """How many containers deep ``value`` nests (a scalar: 0, ``[1]``: 1).
+
+    Iterative, so a value too deep for the interpreter's stack is still measured;
+    counting stops once past ``stop_after`` (a self-containing list ends there too).
+    """
+    deepest = 0
+    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, CONTAINERS) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > stop_after:
+                break
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, CONTAINERS))
+    return deepest
+
+
+def check_depth(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise ArgumentsTooDeep naming the first argument nested past MAX_ARGUMENT_DEPTH."""
+    named = [(f"args[{i}]", value) for i, value in enumerate(args)]
+    named += [(f"kwargs[{key!r}]", value) for key, value in kwargs.items()]
+    for where, value in named:
+        if nesting_depth(value) > MAX_ARGUMENT_DEPTH:
+            raise ArgumentsTooDeep(
+                f"argument {where} nests deeper than {MAX_ARGUMENT_DEPTH} levels "
+                "(MAX_ARGUMENT_DEPTH: a prefork worker could not hand it to its pool, nor a "
+                "dead letter carry it); flatten it, or pass a reference (a key, a path) instead"
+            )
