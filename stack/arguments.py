@@ -39,14 +39,20 @@ def nesting_depth(value: Any, stop_after: int = MAX_ARGUMENT_DEPTH) -> int:
     return deepest
 
 
-def check_depth(args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-    """Raise ArgumentsTooDeep naming the first argument nested past MAX_ARGUMENT_DEPTH."""
-    named = [(f"args[{i}]", value) for i, value in enumerate(args)]
-    named += [(f"kwargs[{key!r}]", value) for key, value in kwargs.items()]
+def check_depth(
+    args: Sequence[Any], kwargs: Mapping[str, Any], headers: Mapping[str, Any] | None = None
+) -> None:
+    """Raise ArgumentsTooDeep naming the first argument nested past MAX_ARGUMENT_DEPTH.
+
+    A worker hands a message's headers to its pool as well: ``headers`` are checked alike.
+    """
+    named = [(f"argument args[{i}]", value) for i, value in enumerate(args)]
+    named += [(f"argument kwargs[{key!r}]", value) for key, value in kwargs.items()]
+    named += [(f"header {key!r}", value) for key, value in (headers or {}).items()]
     for where, value in named:
         if nesting_depth(value) > MAX_ARGUMENT_DEPTH:
             raise ArgumentsTooDeep(
-                f"argument {where} nests deeper than {MAX_ARGUMENT_DEPTH} levels "
+                f"{where} nests deeper than {MAX_ARGUMENT_DEPTH} levels "
                 "(MAX_ARGUMENT_DEPTH: a prefork worker could not hand it to its pool, nor a "
                 "dead letter carry it); flatten it, or pass a reference (a key, a path) instead"
             )

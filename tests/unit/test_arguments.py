@@ -48,3 +48,8 @@ def test_arguments_at_the_limit_pass_and_one_level_more_is_refused_by_name():
     check_depth([nested(MAX_ARGUMENT_DEPTH)], {"ok": nested(MAX_ARGUMENT_DEPTH)})
     with pytest.raises(ArgumentsTooDeep, match=r"kwargs\['rows'\] nests deeper than 100 levels"):
         check_depth([1], {"rows": nested(MAX_ARGUMENT_DEPTH + 1)})
+
+
+def test_a_header_nested_past_the_limit_is_refused_by_name():
+    with pytest.raises(ArgumentsTooDeep, match=r"header 'trace' nests deeper than"):
+        check_depth([], {}, {"id": "t-1", "trace": nested(MAX_ARGUMENT_DEPTH + 1)})

@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "stack.jsonlog",
     ),
     ("stack.context",),
-    ("stack.task", "stack.submit", "stack.task_status"),
+    ("stack.task", "stack.submit", "stack.task_status", "stack.poison"),
     ("stack.tasks", "stack.beat"),
     ("stack.app_factory", "stack.metrics"),
     ("stack.celery_app", "stack.preflight", "stack.checks"),
