@@ -5,7 +5,9 @@ not failed) -> redelivery cap (its worker died under it too often: dead letter
 without running) -> run -> on error, the RetryPolicy decides: retry on the same
 queue and priority after the scheduled delay, or dead letter (exactly once) and
 re-raise so Celery records FAILURE. A hard time limit kills the pool child, so
-its dead letter is written by the worker's main process (StackRequest).
+its dead letter is written by the worker's main process (StackRequest). A
+message that cannot even become a delivery (undecodable, too deep for the pool,
+arguments that do not fit) never gets here: stack.poison dead-letters it first.
 """
 
 from __future__ import annotations
