@@ -101,7 +101,12 @@ def guarded_strategy(task: Task, app: Celery, consumer: Any, **options: Any) -> 
                 return handle(message, body, ack, reject, callbacks, **kw)
             except REFUSED as exc:  # e.g. an ETA that is no date
                 poison = Poison(exc, UNDECODABLE)
-        if dead_letter_poison(app, task, message, poison, consumer.hostname):
+        try:
+            stored = dead_letter_poison(app, task, message, poison, consumer.hostname)
+        except Exception:  # a bug here must not exit the worker either; requeueing would loop
+            logger.critical("poison message dropped, not dead-lettered: %r", message, exc_info=True)
+            stored = True
+        if stored:
             ack(logger, errors)
         else:  # not recorded (Redis down): put it back rather than lose it
             reject(logger, errors, True)
@@ -174,9 +179,9 @@ def dead_letter_poison(
         id=task_id_of(message) or f"no-id-{uuid.uuid4().hex}",
         args=poison.args,
         kwargs=poison.kwargs,
-        delivery_info={
+        delivery_info={  # what the message says, as far as it makes sense
             "routing_key": (message.delivery_info or {}).get("routing_key"),
-            "priority": properties.get("priority"),
+            "priority": _number(properties.get("priority"), None, int),
         },
         hostname=hostname,
     )
@@ -198,8 +203,8 @@ def dead_letter_poison(
         exception_message=text,
         traceback=trace,
         reason=poison.reason,
-        attempts=int(headers.get("retries") or 0) + 1,
-        first_failure_at=float(headers.get(FIRST_FAILURE_HEADER) or now),
+        attempts=(_number(headers.get("retries"), 0, int) or 0) + 1,
+        first_failure_at=_number(headers.get(FIRST_FAILURE_HEADER), now, float),
         last_failure_at=now,
     )
     if not store_dead_letter(app, record):
@@ -222,3 +227,11 @@ def record_failure(task: Task, delivery: Delivery, error: BaseException) -> None
         task.backend.mark_as_failure(delivery.id, error, request=request)
     except Exception:
         logger.exception("could not store the FAILURE of poison message %s", task.name)
+
+
+def _number(value: Any, default: Any, kind: type[int] | type[float]) -> Any:
+    """``value`` as ``kind``, or ``default`` for a header a foreign producer got wrong."""
+    try:
+        return default if value is None else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return default

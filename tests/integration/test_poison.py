@@ -43,6 +43,7 @@ def publish_raw(
     body: bytes,
     content_type: str = "application/json",
     task: str = "diagnostics.echo",
+    **headers: Any,
 ) -> str:
     """Publish a hand-built protocol-2 message to the default queue; return its task id."""
     queue = app.amqp.queues[queue_name(settings, "default")]
@@ -55,7 +56,7 @@ def publish_raw(
             declare=[queue],
             content_type=content_type,
             content_encoding="utf-8",
-            headers={"lang": "py", "task": task, "id": task_id, "retries": 0},
+            headers={"lang": "py", "task": task, "id": task_id, "retries": 0, **headers},
             priority=Priority.NORMAL.value,
         )
     return task_id
@@ -144,6 +145,21 @@ def test_a_message_the_worker_cannot_decode_is_dead_lettered_once_and_the_worker
     assert record.exception_type == exception_type
     assert record.exception_message
     assert record.name == "diagnostics.echo" and record.reason == "message cannot be decoded"
+
+
+def test_a_poison_message_with_nonsense_headers_is_still_dead_lettered_once(
+    stack_app, stack_worker, stack_dead_letters, stack_settings
+):
+    worker = stack_worker(concurrency=1)
+    nonsense = {"retries": "many", "stack_first_failure_at": "yesterday"}
+    poison = publish_raw(stack_app, stack_settings, b"\xff\xfe not utf-8", **nonsense)
+
+    record = dead_letter_of(stack_dead_letters, poison)
+
+    assert_worker_kept_consuming(stack_app, worker)
+    assert_handled_once(stack_app, stack_settings, stack_dead_letters, worker, poison)
+    assert record.exception_type == "kombu.exceptions.DecodeError"
+    assert record.attempts == 1 and record.first_failure_at == record.last_failure_at
 
 
 def test_arguments_that_do_not_fit_the_signature_are_dead_lettered_once_as_type_error(
