@@ -4,7 +4,7 @@
 workers, prefetch 1, acks_late, json, results in Redis, Redis priority lists);
 the only difference is the task base class: Celery's ``Task`` against
 celery-stack's ``StackTask`` (rate-limit gate, redelivery cap, retry policy,
-dead letters, the StackRequest hard-time-limit hook).
+dead letters, the StackRequest hard-time-limit hook), behind the poison guard.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import Celery, Task
 
+from stack import poison
 from stack.context import bind
 from stack.queues import PRIORITY_STEPS
 from stack.settings import Settings
@@ -58,6 +59,8 @@ def make_app(kit: bool) -> Celery:
     def noop(self: Task) -> None:
         return None
 
+    if kit:
+        poison.install(app)
     return app
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from stack import compat, jsonlog, queues, retry
+from stack import compat, jsonlog, poison, queues, retry
 from stack.connection import ssl_options, url_with_password
 from stack.context import bind
 from stack.errors import SettingsError
@@ -151,7 +151,8 @@ def create_celery_app(settings: Settings) -> Celery:
 
 
 def install_stack(app: Celery, settings: Settings) -> Celery:
-    """Bind ``app`` to the stack: its Redis, a StackContext, the diagnostics tasks, the hooks.
+    """Bind ``app`` to the stack: its Redis, a StackContext, the diagnostics tasks, the poison
+    guard on every task, the hooks.
 
     The reference app is built by :func:`create_celery_app`; a user's own app is
     pointed at the stack's Redis (its broker and backend settings) as well. Settings
@@ -166,6 +167,7 @@ def install_stack(app: Celery, settings: Settings) -> Celery:
     app.loader.import_default_modules()
     app.finalize(auto=True)
     validate_tasks(app, settings)
+    poison.install(app)
     hooks.install(app)
     jsonlog.install(settings)
     compat.apply()

@@ -9,6 +9,8 @@ and replay it. The store owns the ``<key_prefix>deadletter:`` keys:
 * ``records``  hash: record id -> record JSON
 * ``index``    zset: record id -> time added (Redis clock), newest last
 * ``tasks``    hash: task id -> record id (one record per task id: exactly once)
+* ``replays``  hash: record id -> its one replay, JSON ``{task_id, state, claimed_at, at}``:
+  ``claimed`` while one caller publishes it, ``replayed`` once published (exactly once)
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ from __future__ import annotations
 import json
 import traceback
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from pydantic import BaseModel, Field
 
+from stack.connection import SOCKET_TIMEOUT_S
 from stack.errors import DeadLetterNotFound
 from stack.settings import Settings
 
 MAX_TRACEBACK_CHARS = 20_000  # enough for any real traceback; bounds a runaway one
 DEFAULT_PAGE_SIZE = 50
-REPLAY_WATCH_ATTEMPTS = 10  # optimistic-lock retries when two replays race on one record
 
 # Insert a record once per task id, then apply retention (age first, then count).
 ADD_LUA = """
--- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash
+-- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash   KEYS[4]  replays hash
 -- ARGV[1]  record id      ARGV[2]  task id      ARGV[3]  record JSON
 -- ARGV[4]  max entries    ARGV[5]  max age (s)
 -- Returns {record id, created (1|0), records removed by retention}
@@ -50,6 +53,7 @@ local function remove(ids)
       redis.call('HDEL', KEYS[1], id)
     end
     redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[4], id)
   end
   return #ids
 end
@@ -60,9 +64,9 @@ if extra > 0 then removed = removed + remove(redis.call('ZRANGE', KEYS[2], 0, ex
 return {ARGV[1], 1, removed}
 """
 
-# Delete one record and its task-id entry; 0 when the id is unknown.
+# Delete one record, its task-id entry and its replay; 0 when the id is unknown.
 DELETE_LUA = """
--- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash
+-- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash   KEYS[4]  replays hash
 -- ARGV[1]  record id
 local json = redis.call('HGET', KEYS[1], ARGV[1])
 if not json then return 0 end
@@ -70,8 +74,77 @@ local task_id = cjson.decode(json)['task_id']
 if redis.call('HGET', KEYS[3], task_id) == ARGV[1] then redis.call('HDEL', KEYS[3], task_id) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return 1
 """
+
+# Claim the one replay of a record: of any number of concurrent callers, one publishes it.
+CLAIM_REPLAY_LUA = """
+-- KEYS[1]  records hash   KEYS[2]  replays hash
+-- ARGV[1]  record id      ARGV[2]  task id to publish under   ARGV[3]  claim timeout (s)
+-- Returns {state, task id}: 'missing' (no such record), 'claimed' (the caller publishes it now,
+-- under that id), 'pending' (another caller is publishing it), 'replayed' (published already)
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if not json then return {'missing', ''} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local task_id = ARGV[2]
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  local replay = cjson.decode(held)
+  if replay['state'] == 'replayed' then return {'replayed', replay['task_id']} end
+  if now - replay['claimed_at'] < tonumber(ARGV[3]) then return {'pending', replay['task_id']} end
+  task_id = replay['task_id']  -- its replayer died: take the claim over, under the same task id
+else
+  local earlier = cjson.decode(json)['replays']  -- replayed before claims existed
+  if #earlier > 0 then return {'replayed', earlier[#earlier]['task_id']} end
+end
+local claim = {task_id = task_id, state = 'claimed', claimed_at = now}
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(claim))
+return {'claimed', task_id}
+"""
+
+# The claimed replay was published: record it (1), or 0 when the claim is gone (record deleted).
+COMMIT_REPLAY_LUA = """
+-- KEYS[1]  records hash   KEYS[2]  replays hash
+-- ARGV[1]  record id      ARGV[2]  task id it was published under
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if not held then return 0 end
+local replay = cjson.decode(held)
+if replay['task_id'] ~= ARGV[2] then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 0
+end
+local t = redis.call('TIME')
+replay['state'] = 'replayed'
+replay['at'] = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(replay))
+return 1
+"""
+
+# The claimed replay could not be published: drop the claim (1), so a later replay publishes.
+RELEASE_REPLAY_LUA = """
+-- KEYS[1]  replays hash   ARGV[1]  record id   ARGV[2]  task id of the claim
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if not held then return 0 end
+local replay = cjson.decode(held)
+if replay['task_id'] ~= ARGV[2] or replay['state'] ~= 'claimed' then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# The states of a claim (CLAIM_REPLAY_LUA's answers, but 'missing').
+CLAIMED, PENDING, REPLAYED = "claimed", "pending", "replayed"
+
+
+@dataclass(frozen=True)
+class ReplayClaim:
+    """The answer to a claim: publish now (CLAIMED), wait (PENDING), or done (REPLAYED), with
+    the one task id the record's replay is (to be) published under."""
+
+    state: str
+    task_id: str
 
 
 class Replay(BaseModel):
@@ -132,12 +205,19 @@ class DeadLetterStore:
         self.records_key = f"{prefix}records"
         self.index_key = f"{prefix}index"
         self.tasks_key = f"{prefix}tasks"
+        self.replays_key = f"{prefix}replays"
+        # A publish gives up after STACK_PUBLISH_TIMEOUT plus one socket timeout at most: a
+        # claim older than twice that belongs to a replayer that died before it published.
+        self.claim_timeout_s = 2 * settings.publish_timeout_s + SOCKET_TIMEOUT_S
         self._add = client.register_script(ADD_LUA)
         self._delete = client.register_script(DELETE_LUA)
+        self._claim = client.register_script(CLAIM_REPLAY_LUA)
+        self._commit = client.register_script(COMMIT_REPLAY_LUA)
+        self._release = client.register_script(RELEASE_REPLAY_LUA)
 
     @property
     def keys(self) -> list[str]:
-        return [self.records_key, self.index_key, self.tasks_key]
+        return [self.records_key, self.index_key, self.tasks_key, self.replays_key]
 
     def add(self, record: DeadLetter) -> tuple[str, bool]:
         """Store ``record`` unless its task id already has one; return (record id, created)."""
@@ -163,40 +243,54 @@ class DeadLetterStore:
         ids = self.redis.zrevrange(self.index_key, offset, offset + limit - 1)
         if not ids:
             return []
-        raw = self.redis.hmget(self.records_key, ids)
-        return [DeadLetter.model_validate_json(item) for item in raw if item is not None]
+        return [r for r in self._load(ids) if r is not None]
 
     def get(self, record_id: str) -> DeadLetter:
-        raw = self.redis.hget(self.records_key, record_id)
-        if raw is None:
+        record = self._load([record_id])[0]
+        if record is None:
             raise DeadLetterNotFound(record_id)
-        return DeadLetter.model_validate_json(raw)
+        return record
 
     def find_by_task(self, task_id: str) -> DeadLetter | None:
         """The record of task ``task_id``, or None when it was not dead-lettered."""
         record_id = self.redis.hget(self.tasks_key, task_id)
-        if record_id is None:
-            return None
-        raw = self.redis.hget(self.records_key, record_id)
-        return None if raw is None else DeadLetter.model_validate_json(raw)
+        return None if record_id is None else self._load([record_id])[0]
 
-    def note_replay(self, record_id: str, replay: Replay) -> None:
-        """Append ``replay`` to the record's history (optimistic lock; a deleted record is left)."""
-        for _ in range(REPLAY_WATCH_ATTEMPTS):
-            with self.redis.pipeline() as pipe:
-                try:
-                    pipe.watch(self.records_key)
-                    raw = self.redis.hget(self.records_key, record_id)
-                    if raw is None:  # deleted meanwhile: nothing left to annotate
-                        return
-                    record = DeadLetter.model_validate_json(raw)
-                    record.replays.append(replay)
-                    pipe.multi()
-                    pipe.hset(self.records_key, record_id, record.to_json())
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    continue
+    def _load(self, ids: list[Any]) -> list[DeadLetter | None]:
+        """The records ``ids`` (None where absent), each with its replay, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self.records_key, ids)
+        pipe.hmget(self.replays_key, ids)
+        raws, replays = pipe.execute()
+        return [
+            None if raw is None else _with_replay(DeadLetter.model_validate_json(raw), replay)
+            for raw, replay in zip(raws, replays, strict=True)
+        ]
+
+    def claim_replay(self, record_id: str, task_id: str) -> ReplayClaim:
+        """Claim the record's one replay for publishing under ``task_id`` (atomic).
+
+        CLAIMED: publish now (under the returned id: a claim taken over from a
+        replayer that died keeps its id), then :meth:`commit_replay`, or
+        :meth:`release_replay` when the publish failed. PENDING: another caller is
+        publishing it. REPLAYED: it was. Raises DeadLetterNotFound.
+        """
+        state, claimed_id = self._claim(
+            keys=[self.records_key, self.replays_key],
+            args=[record_id, task_id, self.claim_timeout_s],
+        )
+        if _text(state) == "missing":
+            raise DeadLetterNotFound(record_id)
+        return ReplayClaim(state=_text(state), task_id=_text(claimed_id))
+
+    def commit_replay(self, record_id: str, task_id: str) -> bool:
+        """The claimed replay was published under ``task_id``: it is the record's replay now."""
+        args = [record_id, task_id]
+        return bool(self._commit(keys=[self.records_key, self.replays_key], args=args))
+
+    def release_replay(self, record_id: str, task_id: str) -> bool:
+        """The claimed replay was not published: drop the claim so a later replay can."""
+        return bool(self._release(keys=[self.replays_key], args=[record_id, task_id]))
 
     def delete(self, record_id: str) -> None:
         if not self._delete(keys=self.keys, args=[record_id]):
@@ -209,6 +303,17 @@ class DeadLetterStore:
         pipe.delete(*self.keys)
         count, _ = pipe.execute()
         return int(count)
+
+
+def _with_replay(record: DeadLetter, raw: bytes | None) -> DeadLetter:
+    """``record`` with its published replay from the replays hash in its history."""
+    if raw is None:
+        return record
+    replay = json.loads(raw)
+    known = {r.task_id for r in record.replays}
+    if replay.get("state") == "replayed" and replay["task_id"] not in known:
+        record.replays.append(Replay(task_id=replay["task_id"], at=float(replay["at"])))
+    return record
 
 
 def _text(value: bytes | str) -> str:

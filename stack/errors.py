@@ -83,3 +83,12 @@ class RedeliveryLimitExceeded(StackError):
 
 class TaskNotDone(StackError):
     """A task waited for (``submit --wait``) did not succeed: still running, failed or dead."""
+
+
+class ArgumentsTooDeep(StackError):
+    """Task arguments nest deeper than MAX_ARGUMENT_DEPTH: refused by submit (the API's 422)
+    and dead-lettered by a worker that receives them anyway."""
+
+
+class ReplayInProgress(StackError):
+    """Another replay of the same dead letter is still publishing (past the claim timeout)."""

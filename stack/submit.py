@@ -2,22 +2,32 @@
 
 A task id is returned only for a message Redis has stored; a Redis that does
 not take it within the publish timeout is a BrokerUnavailable, never a hang.
+A dead letter is replayed exactly once, through its claim in the DeadLetterStore.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
 
 from stack import queues
-from stack.connection import REDIS_ERRORS, unavailable
+from stack.arguments import check_depth
+from stack.connection import REDIS_ERRORS, translated, unavailable
 from stack.context import context_of
-from stack.deadletter import Replay
-from stack.errors import UnknownTask
+from stack.deadletter import CLAIMED, REPLAYED, DeadLetterStore
+from stack.errors import DeadLetterNotFound, ReplayInProgress, UnknownTask
 from stack.queues import Priority
+
+logger = logging.getLogger(__name__)
+
+REPLAY_POLL_S = 0.05  # how often a replay waiting on another caller's claim looks again
+REPLAY_WAIT_MARGIN_S = 1.0  # past the claim timeout, when a waiting replay takes the claim over
 
 
 def submit(
@@ -28,16 +38,19 @@ def submit(
     priority: str | int | Priority = queues.DEFAULT_PRIORITY,
     queue: str | None = None,
     countdown_s: float | None = None,
+    task_id: str | None = None,
 ) -> str:
     """Publish task ``name`` to its queue at ``priority``; return the task id.
 
-    ``queue`` is a logical queue name (None: the task's route). Raises
-    UnknownTask for a name the app does not register and BrokerUnavailable
-    when Redis does not take the message within the publish timeout.
+    ``queue`` is a logical queue name (None: the task's route); ``task_id`` None:
+    a new one. Raises UnknownTask for a name the app does not register,
+    ArgumentsTooDeep for arguments nested past MAX_ARGUMENT_DEPTH, and
+    BrokerUnavailable when Redis does not take the message within the publish timeout.
     """
     settings = context_of(app).settings
     if name not in app.tasks:
         raise UnknownTask(name)
+    check_depth(args, kwargs or {})
     level = Priority.parse(priority)
     physical = queues.queue_name(settings, queue or queues.route_for(name))
     try:
@@ -49,6 +62,7 @@ def submit(
             routing_key=physical,
             priority=level.value,
             countdown=countdown_s,
+            task_id=task_id,
             retry=True,
             retry_policy={"errback": publish_deadline(settings.publish_timeout_s)},
         )
@@ -62,33 +76,98 @@ def submit(
     return str(result.id)
 
 
-def replay(app: Celery, record_id: str) -> str:
-    """Publish a dead letter's task again, to its original queue and priority; return the new id.
+@dataclass(frozen=True)
+class Replayed:
+    """A dead letter's one replay: its task id, and whether this call published it."""
 
-    The record stays, noting the replay, so its history survives a second failure.
+    record_id: str
+    task_id: str
+    created: bool  # False: an earlier or a concurrent call published it
+
+
+def replay(app: Celery, record_id: str) -> str:
+    """Replay a dead letter exactly once; return the task id of its replay (see replay_record)."""
+    return replay_record(app, record_id).task_id
+
+
+def replay_record(app: Celery, record_id: str) -> Replayed:
+    """Publish a dead letter's task again, to its original queue and priority, exactly once.
+
+    The first call claims the record in Redis and publishes it under a new task id;
+    every other call, concurrent or later, answers that same task id and publishes
+    nothing (a concurrent one waits until the publish is done). A publish that fails
+    releases the claim and raises: the record can be replayed later. A claim whose
+    replayer died is taken over after the store's claim timeout, under its task id.
+    Raises DeadLetterNotFound, BrokerUnavailable, and ReplayInProgress when another
+    call's publish outlasts that timeout. The record stays, noting its replay.
     """
-    store = context_of(app).dead_letters
-    record = store.get(record_id)
-    new_id = submit(
-        app,
-        record.name,
-        args=record.args,
-        kwargs=record.kwargs,
-        priority=record.priority,
-        queue=record.queue,
-    )
-    store.note_replay(record_id, Replay(task_id=new_id, at=time.time()))
-    return new_id
+    context = context_of(app)
+    store, url = context.dead_letters, context.settings.broker_url
+    deadline = time.monotonic() + store.claim_timeout_s + REPLAY_WAIT_MARGIN_S
+    while True:
+        with translated(url, f"the replay of dead letter {record_id}"):
+            claim = store.claim_replay(record_id, str(uuid.uuid4()))
+        if claim.state == CLAIMED:
+            return Replayed(record_id, _publish_claimed(app, store, record_id, claim.task_id), True)
+        if claim.state == REPLAYED:
+            return Replayed(record_id, claim.task_id, False)
+        if time.monotonic() > deadline:
+            raise ReplayInProgress(
+                f"dead letter {record_id} is being replayed as task {claim.task_id} by another "
+                f"call that has not finished in {store.claim_timeout_s:g} s; try again later"
+            )
+        time.sleep(REPLAY_POLL_S)
 
 
 def replay_all(app: Celery) -> list[tuple[str, str]]:
-    """Replay every record not replayed yet (a second run publishes nothing twice).
+    """Replay every record not replayed yet, each exactly once: a record that another call
+    has replayed or is replaying is skipped, so concurrent runs share the records out.
 
-    Returns (record id, new task id) pairs, oldest record first.
+    Returns the (record id, new task id) pairs this call published, oldest record first.
     """
-    store = context_of(app).dead_letters
-    pending = [r for r in reversed(store.page(0, store.count())) if not r.replays]
-    return [(record.id, replay(app, record.id)) for record in pending]
+    context = context_of(app)
+    store = context.dead_letters
+    published = []
+    with translated(context.settings.broker_url, "the replay of every dead letter"):
+        waiting = [r for r in reversed(store.page(0, store.count())) if not r.replays]
+        for record in waiting:
+            try:
+                claim = store.claim_replay(record.id, str(uuid.uuid4()))
+            except DeadLetterNotFound:  # deleted meanwhile
+                continue
+            if claim.state == CLAIMED:
+                published.append(
+                    (record.id, _publish_claimed(app, store, record.id, claim.task_id))
+                )
+    return published
+
+
+def _publish_claimed(app: Celery, store: DeadLetterStore, record_id: str, task_id: str) -> str:
+    """Publish the replay this caller claimed, under ``task_id``; release the claim on failure."""
+    url = context_of(app).settings.broker_url
+    try:
+        with translated(url, f"the replay of dead letter {record_id}"):
+            record = store.get(record_id)
+        submit(
+            app,
+            record.name,
+            args=record.args,
+            kwargs=record.kwargs,
+            priority=record.priority,
+            queue=record.queue,
+            task_id=task_id,
+        )
+    except BaseException:
+        try:
+            store.release_replay(record_id, task_id)
+        except REDIS_ERRORS:  # Redis is down: the claim times out instead, nothing is lost
+            logger.warning("replay claim of %s left to time out", record_id)
+        raise
+    try:
+        store.commit_replay(record_id, task_id)
+    except REDIS_ERRORS:  # published, but not noted: a replay after the claim timeout repeats it
+        logger.exception("replay of %s published as %s but not recorded", record_id, task_id)
+    return task_id
 
 
 def publish_deadline(timeout_s: float) -> Callable[[BaseException, float], None]:

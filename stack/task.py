@@ -5,7 +5,9 @@ not failed) -> redelivery cap (its worker died under it too often: dead letter
 without running) -> run -> on error, the RetryPolicy decides: retry on the same
 queue and priority after the scheduled delay, or dead letter (exactly once) and
 re-raise so Celery records FAILURE. A hard time limit kills the pool child, so
-its dead letter is written by the worker's main process (StackRequest).
+its dead letter is written by the worker's main process (StackRequest). A
+message that cannot even become a delivery (undecodable, too deep for the pool,
+arguments that do not fit) never gets here: stack.poison dead-letters it first.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from celery.worker import state as worker_state
 from celery.worker.request import Request
 
 from stack import signals
+from stack.connection import REDIS_ERRORS
 from stack.context import StackContext, context_of
 from stack.deadletter import DeadLetter
 from stack.errors import RedeliveryLimitExceeded
@@ -211,12 +214,27 @@ class StackTask(Task):
         try:
             return super().retry(*args, max_retries=max_retries, **options)
         except Reject as rejection:
-            if rejection.requeue:
+            if rejection.requeue or request.called_directly:
                 raise
-            # Celery discards a task whose retry it could not publish (Redis down). Put the
-            # message back instead; if even that fails, it waits in Redis's unacked hash and
-            # comes back after the visibility timeout. Never lost.
-            raise Reject(rejection.reason, requeue=True) from rejection
+            if is_outage(rejection.reason):
+                # Celery discards a task whose retry it could not publish. Redis did not
+                # answer: put the message back instead; if even that fails, it waits in
+                # Redis's unacked hash and comes back after the visibility timeout. Never lost.
+                raise Reject(rejection.reason, requeue=True) from rejection
+            # Refused for another reason (arguments that do not fit the task, an argument
+            # the serializer cannot encode): every copy would be refused alike, so this is
+            # final. Dead-letter it with the task's own error, not as a lost worker.
+            failure = options.get("exc") or rejection.reason
+            kind, message, _ = DeadLetter.describe(rejection.reason)
+            self._dead_letter(
+                request,
+                self.settings,
+                failure if isinstance(failure, BaseException) else rejection,
+                reason=f"its retry was refused ({kind}: {message})",
+                attempts=request.retries + 1,
+                first_failure_at=request.get(FIRST_FAILURE_HEADER) or time.time(),
+            )
+            raise
 
     def _dead_letter(
         self,
@@ -243,6 +261,11 @@ class StackTask(Task):
         store_dead_letter(self.app, record)
 
 
+def is_outage(reason: object) -> bool:
+    """Whether a retry Celery could not publish failed because Redis did not answer."""
+    return isinstance(reason, REDIS_ERRORS)
+
+
 def dead_letter_for(request: Any, name: str, settings: Settings, **failure: Any) -> DeadLetter:
     """The dead letter of one delivery of task ``name``; ``failure`` says how it failed.
 
@@ -262,19 +285,20 @@ def dead_letter_for(request: Any, name: str, settings: Settings, **failure: Any)
     )
 
 
-def store_dead_letter(app: Celery, record: DeadLetter) -> None:
+def store_dead_letter(app: Celery, record: DeadLetter) -> bool:
     """Add ``record`` (once per task id) and tell the signal's receivers; never raise.
 
-    A dead letter that cannot be written (Redis down) is logged: the task's
-    own failure must still reach Celery.
+    A dead letter that cannot be written (Redis down) is logged and False is
+    returned: the task's own failure must still reach Celery.
     """
     try:
         _, created = context_of(app).dead_letters.add(record)
     except Exception:
         logger.exception("could not store the dead letter of %s[%s]", record.name, record.task_id)
-        return
+        return False
     if created:
         signals.task_dead_lettered.send(sender=record.name, record=record)
+    return True
 
 
 class StackRequest(Request):

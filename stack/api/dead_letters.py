@@ -1,7 +1,7 @@
 """``/dead-letters``: list, show, replay and delete the records the workers wrote.
 
 The same DeadLetterStore as the worker and the CLI, through the app's context;
-a replay goes through :func:`stack.submit.replay`, like the CLI's.
+a replay goes through :func:`stack.submit.replay_record`, exactly once, like the CLI's.
 """
 
 from __future__ import annotations
@@ -9,17 +9,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from stack.api.dependencies import CeleryDep, StoreDep
 from stack.api.errors import NOT_FOUND, REDIS_DOWN, error_response
 from stack.deadletter import DeadLetter
 from stack.settings import PAGE_LIMIT_MAX, PAGE_OFFSET_MAX
-from stack.submit import replay
+from stack.submit import replay_record
 
 MAX_PAGE_SIZE = PAGE_LIMIT_MAX  # one page stays a few MB at most (records carry tracebacks)
 # A replay republishes to the record's queue: gone from the configuration since, it is 422.
-REPLAY_ERRORS = {**NOT_FOUND, 422: error_response("the record's queue is no longer configured")}
+REPLAY_ERRORS = {
+    **NOT_FOUND,
+    409: error_response("another replay of it is stuck publishing"),
+    422: error_response("the record's queue is no longer configured"),
+}
 
 router = APIRouter(tags=["reliability"])
 
@@ -34,11 +38,12 @@ class DeadLetterPage(BaseModel):
 
 
 class ReplayAccepted(BaseModel):
-    """A replayed dead letter: the new task id and where to poll it."""
+    """A replayed dead letter: the task id of its one replay and where to poll it."""
 
     record_id: str
     task_id: str
     status_url: str
+    created: bool = Field(description="true: this call published it; false: an earlier one did")
 
 
 @router.get("/dead-letters", responses=REDIS_DOWN)
@@ -63,10 +68,14 @@ def get_dead_letter(record_id: str, store: StoreDep) -> DeadLetter:
 
 @router.post("/dead-letters/{record_id}/replay", status_code=202, responses=REPLAY_ERRORS)
 def replay_dead_letter(record_id: str, app: CeleryDep) -> ReplayAccepted:
-    """Publish the task again to its original queue and priority, under a new task id."""
-    task_id = replay(app, record_id)
+    """Publish the task again to its original queue and priority, under a new task id, once:
+    asked again (or concurrently), it answers the same task id and publishes nothing."""
+    replayed = replay_record(app, record_id)
     return ReplayAccepted(
-        record_id=record_id, task_id=task_id, status_url=f"/task-status/{task_id}"
+        record_id=record_id,
+        task_id=replayed.task_id,
+        status_url=f"/task-status/{replayed.task_id}",
+        created=replayed.created,
     )
 
 

@@ -27,19 +27,23 @@ from stack.api.security import STATE_CHANGING_METHODS
 from stack.connection import REDIS_ERRORS, unavailable
 from stack.context import context_of
 from stack.errors import (
+    ArgumentsTooDeep,
     BrokerUnavailable,
     DeadLetterNotFound,
+    ReplayInProgress,
     SettingsError,
     StackError,
     UnknownQueue,
     UnknownTask,
 )
 
-# An unknown queue is 422, like any other invalid value in the body.
+# An unknown queue or arguments nested too deep are 422, like any other invalid value in the body.
 ERROR_STATUS: dict[type[StackError], int] = {
     UnknownTask: 404,
     DeadLetterNotFound: 404,
+    ReplayInProgress: 409,
     UnknownQueue: 422,
+    ArgumentsTooDeep: 422,
     BrokerUnavailable: 503,
     SettingsError: 500,
 }

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from stack.api.dependencies import CeleryDep
+from stack.arguments import MAX_ARGUMENT_DEPTH
 from stack.submit import submit
 from stack.task_status import TaskStatus, task_status
 
@@ -36,7 +37,11 @@ class TaskAccepted(BaseModel):
 @router.post(
     "/tasks",
     status_code=202,
-    responses={404: {"description": "unknown task"}, 503: {"description": "Redis down"}},
+    responses={
+        404: {"description": "unknown task"},
+        422: {"description": f"invalid body, or arguments nested over {MAX_ARGUMENT_DEPTH} deep"},
+        503: {"description": "Redis down"},
+    },
 )
 def post_task(body: TaskRequest, app: CeleryDep) -> TaskAccepted:
     """Queue a task; answers once Redis has stored the message."""

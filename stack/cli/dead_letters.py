@@ -43,18 +43,24 @@ def cmd_dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(app: Any, args: argparse.Namespace) -> int:
-    from stack.submit import replay, replay_all
+    from stack.submit import Replayed, replay_all, replay_record
 
     if args.all == (args.id is not None):
         print("celery-stack: error: dlq replay takes one record id, or --all", file=sys.stderr)
         return 2
-    pairs = replay_all(app) if args.all else [(args.id, replay(app, args.id))]
-    if args.json:
-        print_json([{"record_id": r, "task_id": t} for r, t in pairs])
+    if args.all:
+        done = [Replayed(record_id, task_id, True) for record_id, task_id in replay_all(app)]
     else:
-        for record_id, task_id in pairs:
-            print(f"replayed {record_id} as task {task_id}")
-        print(f"{len(pairs)} replayed")
+        done = [replay_record(app, args.id)]
+    if args.json:
+        print_json(
+            [{"record_id": r.record_id, "task_id": r.task_id, "created": r.created} for r in done]
+        )
+    else:
+        for r in done:
+            before = "" if r.created else " (already, by an earlier replay)"
+            print(f"replayed {r.record_id} as task {r.task_id}{before}")
+        print(f"{sum(r.created for r in done)} replayed")
     return 0
 
 
@@ -94,10 +100,12 @@ def add_dlq(sub: Any) -> None:
     show = actions.add_parser("show", help="every field of one dead letter, with its traceback")
     show.add_argument("id", help="dead-letter record id")
     replay = actions.add_parser(
-        "replay", help="republish to the original queue and priority under a new task id"
+        "replay", help="republish to the original queue and priority under a new task id, once"
     )
     replay.add_argument("id", nargs="?", default=None, help="dead-letter record id")
-    replay.add_argument("--all", action="store_true", help="every record not replayed yet")
+    replay.add_argument(
+        "--all", action="store_true", help="every record not replayed (nor being replayed) yet"
+    )
     delete = actions.add_parser("delete", help="remove one dead letter")
     delete.add_argument("id", help="dead-letter record id")
     purge = actions.add_parser("purge", help="remove every dead letter (asks first)")

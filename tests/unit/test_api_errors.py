@@ -8,8 +8,10 @@ from fastapi.testclient import TestClient
 from stack.api.app import create_app
 from stack.api.errors import status_code_for
 from stack.errors import (
+    ArgumentsTooDeep,
     BrokerUnavailable,
     DeadLetterNotFound,
+    ReplayInProgress,
     StackError,
     UnknownQueue,
     UnknownTask,
@@ -31,6 +33,8 @@ def offline_client():
         (UnknownTask("x"), 404),
         (DeadLetterNotFound("r"), 404),
         (UnknownQueue("q", ("default",)), 422),
+        (ArgumentsTooDeep("deep"), 422),
+        (ReplayInProgress("busy"), 409),
         (BrokerUnavailable("down"), 503),
         (StackError("anything else"), 500),
     ],

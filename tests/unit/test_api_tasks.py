@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from stack.api.app import create_app
 from stack.api.tasks import TaskRequest
+from stack.arguments import MAX_ARGUMENT_DEPTH
 from stack.settings import Settings
 
 
@@ -64,3 +65,17 @@ def test_an_unknown_task_is_404_before_redis_is_touched(offline_client):
 
 def test_health_answers_without_redis(offline_client):
     assert offline_client.get("/health").json() == {"status": "ok"}
+
+
+def test_arguments_nested_too_deep_are_422_naming_the_limit_before_redis_is_touched(
+    offline_client,
+):
+    deep: object = 1
+    for _ in range(MAX_ARGUMENT_DEPTH + 1):
+        deep = [deep]
+    response = offline_client.post(
+        "/tasks", json={"name": "diagnostics.echo", "kwargs": {"v": deep}}
+    )
+
+    assert response.status_code == 422
+    assert f"kwargs['v'] nests deeper than {MAX_ARGUMENT_DEPTH} levels" in response.json()["detail"]

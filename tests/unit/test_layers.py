@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     (
         "stack.connection",
+        "stack.arguments",
         "stack.queues",
         "stack.retry",
         "stack.ratelimit",
@@ -37,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
         "stack.discovery",
     ),
     ("stack.context",),
-    ("stack.task", "stack.submit", "stack.task_status"),
+    ("stack.task", "stack.submit", "stack.task_status", "stack.poison"),
     ("stack.tasks", "stack.beat"),
     ("stack.app_factory", "stack.metrics"),
     ("stack.celery_app", "stack.preflight", "stack.checks"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from celery import Celery
 
+from stack.arguments import MAX_ARGUMENT_DEPTH
 from stack.context import bind
-from stack.errors import SettingsError, UnknownQueue, UnknownTask
+from stack.errors import ArgumentsTooDeep, SettingsError, UnknownQueue, UnknownTask
 from stack.settings import Settings
 from stack.submit import publish_deadline, submit
 
@@ -46,3 +47,11 @@ def test_an_unknown_queue_is_refused_without_touching_redis():
 def test_an_app_the_factory_did_not_bind_is_a_clear_error():
     with pytest.raises(SettingsError, match="not bound to celery-stack"):
         submit(Celery("plain", set_as_current=False), "anything")
+
+
+def test_arguments_nested_past_the_limit_are_refused_without_touching_redis():
+    deep: object = "leaf"
+    for _ in range(MAX_ARGUMENT_DEPTH + 1):
+        deep = {"next": deep}
+    with pytest.raises(ArgumentsTooDeep, match=r"argument args\[1\] nests deeper than"):
+        submit(offline_app(), "offline.noop", args=[1, deep])

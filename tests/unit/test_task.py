@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import kombu.exceptions
+import redis
+
 from stack.queues import logical_name
 from stack.settings import Settings
 from stack.task import (
     FIRST_FAILURE_HEADER,
     RATE_SLOT_HEADER,
     carried_headers,
+    is_outage,
     origin,
 )
 
@@ -28,3 +32,10 @@ def test_a_republished_task_keeps_its_headers_but_not_a_stale_rate_slot():
     headers = {"tenant": "a", RATE_SLOT_HEADER: 12.5, FIRST_FAILURE_HEADER: 3.0}
     assert carried_headers(headers) == {"tenant": "a", FIRST_FAILURE_HEADER: 3.0}
     assert carried_headers(None, x=1) == {"x": 1}
+
+
+def test_only_a_retry_redis_did_not_take_counts_as_an_outage_worth_requeueing():
+    assert is_outage(kombu.exceptions.OperationalError("connection refused"))
+    assert is_outage(redis.ConnectionError("reset"))
+    assert not is_outage(TypeError("echo() got an unexpected keyword argument 'bogus'"))
+    assert not is_outage(kombu.exceptions.EncodeError("not JSON serializable"))
