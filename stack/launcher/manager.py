@@ -34,7 +34,7 @@ from honcho.process import Process
 from stack.checks.probes import RedisPing, safe_check, safe_close, safe_warm
 from stack.errors import ServiceFailed
 from stack.launcher.process_tree import ProcessTree
-from stack.launcher.procfile import DEFAULT_PROCFILE, load_procfile
+from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile
 from stack.launcher.profiles import build_services
 from stack.launcher.services import REDIS, Service, check_ports, child_env, stop_waves
 from stack.launcher.table import render_json, render_table, row_of
@@ -43,7 +43,6 @@ from stack.settings import Profile, Settings
 TICK_S = 0.02  # main-loop period: event latency and probe cadence
 PROBE_INTERVAL_S = 0.05  # between two checks of one service's probe
 TAIL_LINES = 30  # log lines kept per service, shown when it fails
-SYSTEM = "system"  # honcho's name for the launcher's own lines
 KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait forever
 # timeout(1) and some wrappers signal the child and then its group: one keypress, two
 # deliveries. Only a signal this long after the first means "kill now".
