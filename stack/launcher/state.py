@@ -189,14 +189,24 @@ def reap(state: LaunchState, grace_s: float = REAP_GRACE_S) -> list[str]:
         members = [r for r in state.services.values() if r.wave == wave]
         mains = [main for r in members if (main := r.main.live()) is not None]
         stopped += [r.name for r in members if r.main.live() is not None]
+        # Found before the warm stop, while the mains vouch for their session: a child
+        # re-parented when its parent exits is no one's descendant any more.
+        before = _leftovers(members)
         for main in mains:
             ProcessTree(main.pid).signal(signal.SIGTERM, whole_group=False)  # warm stop
-        find = functools.partial(_leftovers, members)
+        find = functools.partial(_still_running, before, members)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and any(_alive(p) for p in find()):
+        while time.monotonic() < deadline and find():
             time.sleep(REAP_POLL_S)
         _kill_all(find, mains)
     return stopped
+
+
+def _still_running(
+    before: list[psutil.Process], records: list[ServiceRecord]
+) -> list[psutil.Process]:
+    found = {p.pid: p for p in [*before, *_leftovers(records)]}
+    return [p for p in found.values() if _alive(p)]
 
 
 def _leftovers(records: list[ServiceRecord]) -> list[psutil.Process]:
@@ -207,7 +217,7 @@ def _kill_all(find: Callable[[], list[psutil.Process]], groups: list[psutil.Proc
     """SIGKILL what ``find`` finds (found first, while the mains still vouch for their
     session), the mains' process groups too, until nothing is left."""
     for round_ in range(KILL_ROUNDS):
-        alive = [p for p in find() if _alive(p)]
+        alive = find()
         if round_ == 0:
             for main in groups:
                 if _alive(main):

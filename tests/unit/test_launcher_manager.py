@@ -326,6 +326,23 @@ def test_a_service_that_exhausts_its_restart_budget_stops_the_stack_with_its_log
     assert all(p.returncode is not None for p in world.processes.values())
 
 
+def test_a_restart_that_dies_during_start_up_is_decided_by_the_rule_again():
+    world = World()
+    up, out = launcher(world, stack(world), STACK_RESTART_MAX="2")
+
+    def crash_then_break_the_worker():
+        while not all(r.up for r in up.running.values()):
+            time.sleep(0.01)
+        world.scripts["worker"] = Script(lines=("ImportError: broken",), exits_with=1)
+        next(p for p in world.processes.values() if p.name == "worker").exit(1)
+
+    threading.Thread(target=crash_then_break_the_worker, daemon=True).start()
+    with pytest.raises(ServiceFailed, match="exited \\(rc=1\\) during restart 2: restart budget"):
+        up.run()
+    assert "worker exited (rc=1) during restart 1: restart 2 of 2" in out.getvalue()
+    assert starts_of(world, "worker") == 3
+
+
 def test_on_failure_a_clean_exit_stays_down_while_the_others_keep_running():
     world = World()
     up, out = launcher(world, stack(world))
