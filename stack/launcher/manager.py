@@ -98,8 +98,6 @@ class Launcher:
             if r.service.external:
                 r.state = State.EXTERNAL
             self._probes.submit(safe_warm, r.service.probe)
-            if r.service.reclaim is not None:
-                self._probes.submit(safe_warm, r.service.reclaim)
         table_shown = False
         try:
             while self.stop_signal is None and self.failure is None and not self._all_ended():
@@ -113,6 +111,7 @@ class Launcher:
             self._probes.shutdown(wait=False, cancel_futures=True)
             for r in self.running.values():
                 safe_close(r.service.probe)
+                safe_close(r.service.reclaim)
         if self.failure is not None:
             raise ServiceFailed(self.failure)
         if self.forced:

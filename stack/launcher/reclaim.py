@@ -69,6 +69,10 @@ class UnackedReclaimer:
 
                 self._app = load_app(self.settings)
 
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
     def reclaim(self, since: float, until: float) -> str:
         self.warm()
         assert self._app is not None

@@ -34,10 +34,11 @@ class Port:
 
 
 class Reclaimer(Protocol):
-    """Gives back what a dead instance of a service held (a worker's unacked messages)."""
+    """Gives back what a dead instance of a service held (a worker's unacked messages).
 
-    def warm(self) -> None:
-        """Pay the imports and connections early, off the main loop."""
+    Called in the probe pool when the restart is decided, so its imports overlap the
+    backoff and the new instance's start: nothing is paid for at launch.
+    """
 
     def reclaim(self, since: float, until: float) -> str:
         """Reclaim what the instance alive from ``since`` to ``until`` (epoch s) held.

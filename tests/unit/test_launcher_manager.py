@@ -374,9 +374,6 @@ def test_a_bad_restart_setting_is_refused_before_anything_starts():
 class FakeReclaimer:
     calls: list[tuple[float, float]] = field(default_factory=list)
 
-    def warm(self) -> None:
-        pass
-
     def reclaim(self, since: float, until: float) -> str:
         self.calls.append((since, until))
         return "requeued 3 messages its predecessor held unacked"
