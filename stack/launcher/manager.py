@@ -33,7 +33,7 @@ from stack.errors import ServiceFailed
 from stack.launcher.process_tree import ProcessTree
 from stack.launcher.procfile import SYSTEM
 from stack.launcher.restart import Budget, describe_exit, rules_from_environ
-from stack.launcher.running import Running, State
+from stack.launcher.running import Running, State, renewed
 from stack.launcher.services import Reclaimer, Service, child_env, stop_waves
 from stack.launcher.state import LaunchState
 from stack.launcher.table import render_json, render_table, row_of
@@ -97,7 +97,7 @@ class Launcher:
         for r in self.running.values():
             if r.service.external:
                 r.state = State.EXTERNAL
-            self._probes.submit(safe_warm, r.service.probe)
+            self._probes.submit(safe_warm, r.readiness)
         table_shown = False
         try:
             while self.stop_signal is None and self.failure is None and not self._all_ended():
@@ -110,7 +110,7 @@ class Launcher:
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)
             for r in self.running.values():
-                safe_close(r.service.probe)
+                safe_close(r.readiness)
                 safe_close(r.service.reclaim)
         if self.failure is not None:
             raise ServiceFailed(self.failure)
@@ -170,7 +170,7 @@ class Launcher:
             self.say(f"{r.service.name}: {line}")
 
     def _check_starting(self, r: Running, now: float) -> None:
-        name, probe = r.service.name, r.service.probe
+        name, probe = r.service.name, r.readiness
         if r.exited and r.ever_ready:  # died again while restarting: the rule decides again
             self._after_exit(r, now, f"during restart {r.budget.count}")
         elif r.exited:
@@ -207,6 +207,10 @@ class Launcher:
         service = r.service
         env = child_env(self.settings, self.environ, service)
         r.colour = r.colour or next(self._colours)
+        if r.ever_ready:  # a restart: readiness is this new instance's, not the dead one's
+            old, r.readiness = r.readiness, renewed(r.service.probe)
+            if old is not r.readiness:
+                self._probes.submit(safe_close, old)
         r.pid = r.tree = r.returncode = r.probe = None
         r.spawned_wall = time.time()
         r.process = self._process_ctor(service.command, name=service.name, colour=r.colour, env=env)
@@ -246,7 +250,7 @@ class Launcher:
                 else str(message.data)
             )
             r.tail.append(text.rstrip("\n"))
-            observe = getattr(r.service.probe, "observe", None)
+            observe = getattr(r.readiness, "observe", None)
             if observe is not None and r.state is State.STARTING:
                 observe(text)
             self._write(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Running:
 
     service: Service
     budget: Budget
+    readiness: Any = None  # the probe of this instance: the service's, renewed at each restart
     state: State = State.PENDING
     process: Any = None
     pid: int | None = None
@@ -52,6 +54,10 @@ class Running:
     probe: Future[bool] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
 
+    def __post_init__(self) -> None:
+        if self.readiness is None:
+            self.readiness = self.service.probe
+
     @property
     def up(self) -> bool:
         return self.state in (State.READY, State.EXTERNAL)
@@ -59,3 +65,28 @@ class Running:
     @property
     def exited(self) -> bool:
         return self.returncode is not None
+
+
+def renewed(probe: Any) -> Any:
+    """The same probe as new, for a restarted process: what it saw of the dead one
+    (a log line, a file written since the launch, a first check) must not count.
+
+    Its own ``reset()`` when it has one; else a dataclass rebuilt from its init
+    fields, where a field with a default factory (``FileWritten.since``) and
+    every non-init field (``LogLine._seen``, ``StayedUp._first``) start afresh.
+    """
+    reset = getattr(probe, "reset", None)
+    if callable(reset):
+        reset()
+        return probe
+    if not dataclasses.is_dataclass(probe) or isinstance(probe, type):
+        return probe
+    kwargs = {}
+    for f in dataclasses.fields(probe):
+        if not f.init or f.default_factory is not dataclasses.MISSING:
+            continue
+        value = getattr(probe, f.name)
+        if isinstance(value, tuple) and all(hasattr(v, "check") for v in value):
+            value = tuple(renewed(v) for v in value)  # AnyOf's probes
+        kwargs[f.name] = value
+    return type(probe)(**kwargs)
