@@ -54,13 +54,13 @@ def run(
     if chosen != settings.profile and chosen in get_args(Profile):  # children see STACK_PROFILE
         settings = settings.model_copy(update={"profile": chosen})
     lines = {**load_procfile(procfile), **(commands or {})}
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     printer = _printer(chosen, output or (sys.stderr if as_json else sys.stdout), colour)
     reap_stale(settings.data_dir, lambda text: _say(printer, text))
     wanted = REDIS in lines and (not only or REDIS in only)
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
     services = build_services(settings, lines, chosen, only, redis_running=running)
     check_ports(services)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # not before: a refusal leaves nothing
     state = LaunchState.create(settings.data_dir)
     launcher = Launcher(
         settings,
