@@ -34,8 +34,8 @@ class Policy(StrEnum):
 DEFAULT_POLICY = Policy.ON_FAILURE  # a crash is restarted; a service that chose to end stays down
 DEFAULT_MAX_RESTARTS = 5  # five crashes within a minute are a crash loop, not bad luck ...
 DEFAULT_WINDOW_S = 60.0  # ... and a crash an hour is worth a restart every time
-BACKOFF_FIRST_S = 0.5  # a transient cause (Redis restarting, a port in TIME_WAIT) mostly clears
-BACKOFF_MAX_S = 8.0  # doubling per restart in the window: 0.5, 1, 2, 4, 8 s
+BACKOFF_FIRST_S = 0.1  # Docker's first restart delay: a crash costs the boot, not a wait too ...
+BACKOFF_MAX_S = 8.0  # ... doubling per restart in the window (0.1, 0.2, 0.4, 0.8, 1.6 s), capped
 
 SHELL_SIGNAL_BASE = 128  # sh exits 128 + n when its command died of signal n
 POLICY_VARIABLE = "STACK_RESTART_POLICY"

@@ -281,7 +281,7 @@ def test_a_worker_killed_after_ready_is_restarted_and_the_others_keep_running():
     assert up.run() == 0
     text = out.getvalue()
     assert (
-        "worker exited (rc=-9, SIGKILL) while running: restart 1 of 5 within 60 s, in 0.5 s "
+        "worker exited (rc=-9, SIGKILL) while running: restart 1 of 5 within 60 s, in 0.1 s "
         "(policy on-failure)" in text
     )
     assert "worker ready again (fake probe)" in text

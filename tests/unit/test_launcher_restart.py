@@ -17,10 +17,11 @@ from stack.launcher.restart import (
 )
 
 
-def test_the_backoff_doubles_from_half_a_second_and_is_capped():
+def test_the_backoff_doubles_from_a_tenth_of_a_second_and_is_capped():
     budget = Budget(Rule(Policy.ALWAYS, max_restarts=10, window_s=1000))
     delays = [budget.on_exit(1, now=float(i)).delay_s for i in range(7)]
-    assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, BACKOFF_MAX_S, BACKOFF_MAX_S]
+    assert delays == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4]
+    assert budget.on_exit(1, now=7).delay_s == BACKOFF_MAX_S
 
 
 def test_the_budget_is_spent_by_max_restarts_within_the_window():
@@ -37,7 +38,7 @@ def test_restarts_older_than_the_window_no_longer_count_and_the_backoff_resets()
     budget.on_exit(1, now=0)
     budget.on_exit(1, now=10)
     later = budget.on_exit(1, now=200)
-    assert (later.restart, later.attempt, later.delay_s) == (True, 1, 0.5)
+    assert (later.restart, later.attempt, later.delay_s) == (True, 1, 0.1)
 
 
 def test_on_failure_restarts_a_crash_or_a_signal_but_not_a_clean_exit():
