@@ -106,6 +106,8 @@ class Launcher:
                 if not table_shown and all(r.up for r in self.running.values()):
                     table_shown = True
                     self._show_table()
+            if self._all_ended():
+                self.say("every service ended on its own and stays down: nothing left to run")
         finally:
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)

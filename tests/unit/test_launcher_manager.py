@@ -354,6 +354,14 @@ def test_on_failure_a_clean_exit_stays_down_while_the_others_keep_running():
     assert up.running["api"].state is State.STOPPED
 
 
+def test_up_ends_with_0_once_every_service_ended_cleanly_and_stays_down():
+    world = World()
+    up, out = launcher(world, [Service("job", "run job", FakeProbe(world, "job"))])
+    crash_when_ready(up, world, "job", 0)
+    assert up.run() == 0
+    assert "every service ended on its own" in out.getvalue()
+
+
 def test_a_per_service_policy_always_restarts_even_a_clean_exit():
     world = World()
     up, out = launcher(world, stack(world), STACK_RESTART_POLICY_WORKER="always")
