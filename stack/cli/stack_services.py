@@ -16,7 +16,7 @@ from stack.settings import Settings
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.launcher.manager import run
+    from stack.launcher.up import run
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     return run(

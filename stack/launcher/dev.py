@@ -23,6 +23,7 @@ from stack.checks.probes import (
     WorkerPing,
 )
 from stack.connection import redact
+from stack.launcher.reclaim import UnackedReclaimer
 from stack.launcher.services import REDIS, Port, Service
 from stack.queues import physical_names
 from stack.redis_command import local_redis_port, redis_foreground_command, redis_variable
@@ -88,14 +89,16 @@ def api_service(line: Line) -> Service:
 
 
 def worker_service(line: Line) -> Service:
-    queues = ",".join(physical_names(line.settings))
+    """Restarted after a death, it first gets back what its predecessor held unacked."""
+    queues = physical_names(line.settings)
     return Service(
         line.name,
         line.command,
         WorkerPing(line.settings, line.hostname),
         line.hostname,
         requires=line.requires,
-        env={"STACK_WORKER_HOSTNAME": line.hostname, "STACK_WORKER_QUEUES": queues},
+        env={"STACK_WORKER_HOSTNAME": line.hostname, "STACK_WORKER_QUEUES": ",".join(queues)},
+        reclaim=UnackedReclaimer(line.settings, tuple(queues)),
     )
 
 

@@ -1,49 +1,46 @@
-"""The launcher: a Procfile run through honcho's pieces, gated on readiness.
+"""The launcher: a Procfile run through honcho's pieces, gated on readiness, supervised.
 
 honcho's ``Manager`` starts everything at once, has no readiness hook and kills
-everything 5 s after the first exit. We keep its Procfile parser, its
-``Process`` (one shell child in its own session, output as events) and its
-``Printer``, and add: Redis first, every other service started once what it
-needs is ready, one table when all are, and a stop that gives workers a warm
-shutdown (SIGTERM to the main process only: a prefork pool child dies on
-SIGTERM) for ``shutdown_timeout_s`` before the whole process group is killed.
+everything 5 s after the first exit. We keep its ``Process`` (one shell child
+in its own session, output as events) and its ``Printer``, and add: Redis
+first, every other service started once what it needs is ready, one table
+when all are, a service that exits after it was ready restarted under its
+restart rule (:mod:`stack.launcher.restart`) while the others keep running,
+and a stop that gives workers a warm shutdown (SIGTERM to the main process
+only: a prefork pool child dies on SIGTERM) for ``shutdown_timeout_s`` before
+the whole process group is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import queue
 import signal
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
 from types import FrameType
-from typing import Any, TextIO, get_args
+from typing import Any, TextIO
 
 from honcho.colour import get_colours
 from honcho.printer import Message, Printer
 from honcho.process import Process
 
-from stack.checks.probes import RedisPing, safe_check, safe_close, safe_warm
+from stack.checks.probes import safe_check, safe_close, safe_warm
 from stack.errors import ServiceFailed
 from stack.launcher.process_tree import ProcessTree
-from stack.launcher.procfile import DEFAULT_PROCFILE, load_procfile
-from stack.launcher.profiles import build_services
-from stack.launcher.services import REDIS, Service, check_ports, child_env, stop_waves
+from stack.launcher.procfile import SYSTEM
+from stack.launcher.restart import Budget, describe_exit, rules_from_environ
+from stack.launcher.running import Running, State, renewed
+from stack.launcher.services import Reclaimer, Service, child_env, stop_waves
+from stack.launcher.state import LaunchState
 from stack.launcher.table import render_json, render_table, row_of
-from stack.settings import Profile, Settings
+from stack.settings import Settings
 
 TICK_S = 0.02  # main-loop period: event latency and probe cadence
 PROBE_INTERVAL_S = 0.05  # between two checks of one service's probe
-TAIL_LINES = 30  # log lines kept per service, shown when it fails
-SYSTEM = "system"  # honcho's name for the launcher's own lines
 KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait forever
 # timeout(1) and some wrappers signal the child and then its group: one keypress, two
 # deliveries. Only a signal this long after the first means "kill now".
@@ -51,48 +48,12 @@ REPEAT_SIGNAL_S = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # HUP: the terminal closed
 
 
-class State(StrEnum):
-    PENDING = "pending"
-    STARTING = "starting"
-    READY = "ready"
-    EXTERNAL = "external"
-    FAILED = "failed"
-    STOPPING = "stopping"
-    STOPPED = "stopped"
-    KILLED = "killed"
-
-
-@dataclass
-class Running:
-    """A service's life inside one launch."""
-
-    service: Service
-    state: State = State.PENDING
-    process: Any = None
-    pid: int | None = None
-    tree: Any = None
-    returncode: int | None = None
-    started_at: float | None = None
-    ready_after_s: float | None = None
-    stopping_at: float | None = None
-    last_probe_at: float = 0.0
-    probe: Future[bool] | None = None
-    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-
-    @property
-    def up(self) -> bool:
-        return self.state in (State.READY, State.EXTERNAL)
-
-    @property
-    def exited(self) -> bool:
-        return self.returncode is not None
-
-
 class Launcher:
     """Runs a list of services: start in dependency order, watch, stop them all.
 
     Seams (as in honcho): ``_process_ctor`` builds honcho Processes, ``_clock``
     tells time, ``_tree_ctor`` wraps a pid to signal its tree; tests replace them.
+    ``state``, when given, records every process started (for the watchdog).
     """
 
     def __init__(
@@ -103,9 +64,13 @@ class Launcher:
         printer: Printer,
         table_output: TextIO | None = None,
         as_json: bool = False,
+        state: LaunchState | None = None,
     ) -> None:
         self.settings = settings
-        self.running = {s.name: Running(s) for s in services}
+        rules = rules_from_environ(environ, [s.name for s in services])
+        self.running = {s.name: Running(s, Budget(rules[s.name])) for s in services}
+        self.waves = {n: i for i, wave in enumerate(stop_waves(services)) for n in wave}
+        self.state = state
         self.environ = environ
         self.printer = printer
         self.printer.width = max([len(SYSTEM), *(len(s.name) for s in services)])
@@ -132,20 +97,23 @@ class Launcher:
         for r in self.running.values():
             if r.service.external:
                 r.state = State.EXTERNAL
-            self._probes.submit(safe_warm, r.service.probe)
+            self._probes.submit(safe_warm, r.readiness)
         table_shown = False
         try:
-            while self.stop_signal is None and self.failure is None:
+            while self.stop_signal is None and self.failure is None and not self._all_ended():
                 self._pump(TICK_S)
                 self._advance()
                 if not table_shown and all(r.up for r in self.running.values()):
                     table_shown = True
                     self._show_table()
+            if self._all_ended():
+                self.say("every service ended on its own and stays down: nothing left to run")
         finally:
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)
             for r in self.running.values():
-                safe_close(r.service.probe)
+                safe_close(r.readiness)
+                safe_close(r.service.reclaim)
         if self.failure is not None:
             raise ServiceFailed(self.failure)
         if self.forced:
@@ -161,28 +129,71 @@ class Launcher:
     def _advance(self) -> None:
         now = self._clock()
         for r in self.running.values():
-            if r.state is State.PENDING and all(
-                self.running[name].up for name in r.service.requires
-            ):
+            deps_up = all(self.running[name].up for name in r.service.requires)
+            if r.state is State.PENDING and deps_up:
                 self._start(r)
             elif r.state is State.STARTING:
                 self._check_starting(r, now)
             elif r.state is State.READY and r.exited:
-                self._fail(r, f"{r.service.name} exited (rc={r.returncode}) while running")
+                self._after_exit(r, now, "while running")
+            elif r.state is State.RESTARTING and now >= (r.restart_at or now) and deps_up:
+                self._start(r)
+            if r.reclaim is not None and r.reclaim.done():
+                self._report_reclaim(r)
+
+    def _all_ended(self) -> bool:
+        """Every service we started ended cleanly and stays down: nothing left to supervise."""
+        ours = [r for r in self.running.values() if not r.service.external]
+        return bool(ours) and all(r.state is State.EXITED for r in ours)
+
+    def _after_exit(self, r: Running, now: float, when: str) -> None:
+        """Restart under the service's rule, leave it down, or (budget spent) stop the stack."""
+        assert r.returncode is not None
+        decision = r.budget.on_exit(r.returncode, now)
+        rc = describe_exit(r.returncode)
+        reason = f"{r.service.name} exited ({rc}) {when}: {decision.reason}"
+        if decision.fatal:
+            self._fail(r, reason)
+            return
+        self.say(reason)
+        if not decision.restart:
+            r.state = State.EXITED
+            return
+        r.state, r.restart_at = State.RESTARTING, now + decision.delay_s
+        if r.service.reclaim is not None:
+            r.reclaim = self._probes.submit(
+                _safe_reclaim, r.service.reclaim, r.spawned_wall, time.time()
+            )
+
+    def _report_reclaim(self, r: Running) -> None:
+        assert r.reclaim is not None
+        line, r.reclaim = r.reclaim.result(), None
+        if line:
+            self.say(f"{r.service.name}: {line}")
 
     def _check_starting(self, r: Running, now: float) -> None:
-        name, probe = r.service.name, r.service.probe
-        if r.exited:
+        name, probe = r.service.name, r.readiness
+        if r.exited and r.ever_ready:  # died again while restarting: the rule decides again
+            self._after_exit(r, now, f"during restart {r.budget.count}")
+        elif r.exited:
             self._fail(r, f"{name} exited (rc={r.returncode}) during start-up")
         elif r.probe is not None and r.probe.done():
             ok = r.probe.result()
             r.probe = None
             if ok:
                 r.state = State.READY
-                r.ready_after_s = now - self.started
+                took = now - (r.started_at or now)
                 if r.tree is not None:
                     r.tree.refresh()
-                self.say(f"{name} ready ({probe.description}) after {r.ready_after_s:.2f} s")
+                    self._record(r)
+                if r.ever_ready:
+                    self.say(
+                        f"{name} ready again ({probe.description}) {took:.2f} s after "
+                        f"restart {r.budget.count}"
+                    )
+                else:
+                    r.ever_ready, r.ready_after_s = True, now - self.started
+                    self.say(f"{name} ready ({probe.description}) after {r.ready_after_s:.2f} s")
         elif now - (r.started_at or now) > self.settings.ready_timeout_s:
             self._fail(
                 r,
@@ -197,10 +208,15 @@ class Launcher:
     def _start(self, r: Running) -> None:
         service = r.service
         env = child_env(self.settings, self.environ, service)
-        r.process = self._process_ctor(
-            service.command, name=service.name, colour=next(self._colours), env=env
-        )
-        r.state, r.started_at = State.STARTING, self._clock()
+        r.colour = r.colour or next(self._colours)
+        if r.ever_ready:  # a restart: readiness is this new instance's, not the dead one's
+            old, r.readiness = r.readiness, renewed(r.service.probe)
+            if old is not r.readiness:
+                self._probes.submit(safe_close, old)
+        r.pid = r.tree = r.returncode = r.probe = None
+        r.spawned_wall = time.time()
+        r.process = self._process_ctor(service.command, name=service.name, colour=r.colour, env=env)
+        r.state, r.started_at, r.last_probe_at = State.STARTING, self._clock(), 0.0
         thread = threading.Thread(
             target=r.process.run, args=(self.events,), name=f"up-{service.name}", daemon=True
         )
@@ -236,21 +252,28 @@ class Launcher:
                 else str(message.data)
             )
             r.tail.append(text.rstrip("\n"))
-            observe = getattr(r.service.probe, "observe", None)
+            observe = getattr(r.readiness, "observe", None)
             if observe is not None and r.state is State.STARTING:
                 observe(text)
             self._write(message)
         elif message.type == "start":
             r.pid = int(message.data["pid"])
             r.tree = self._tree_ctor(r.pid)
-        elif message.type == "stop":
+            self._record(r)
+        elif message.type == "stop":  # an exit on its own is reported by _advance
             r.returncode = int(message.data["returncode"])
             if r.state is State.STOPPING:
                 r.state = State.STOPPED
                 took = self._clock() - (r.stopping_at or self._clock())
                 self.say(f"{r.service.name} stopped (rc={r.returncode}) after {took:.2f} s")
-            elif self.stop_signal is None and r.state is not State.FAILED:
-                self.say(f"{r.service.name} exited (rc={r.returncode})")
+
+    def _record(self, r: Running) -> None:
+        """The state file lists every process we started (the watchdog reaps by it)."""
+        if self.state is None or r.pid is None:
+            return
+        pids = r.tree.pids() if isinstance(r.tree, ProcessTree) else [r.pid]
+        with contextlib.suppress(OSError):  # a full disk must not stop the stack
+            self.state.record(r.service.name, self.waves.get(r.service.name, 0), pids)
 
     def _fail(self, r: Running, reason: str) -> None:
         r.state = State.FAILED
@@ -321,58 +344,12 @@ class Launcher:
             print(text, file=self.table_output, flush=True)
 
 
-def _printer(profile: str, output: TextIO, colour: bool) -> Printer:
-    """Production output is one JSON object per line (log shippers parse it)."""
-    if profile == "production":
-        from stack.jsonlog import JsonLinePrinter
-
-        return JsonLinePrinter(output, colour=False, prefix=False)
-    return Printer(output, colour=colour)
-
-
-def run(
-    settings: Settings,
-    procfile: Path = DEFAULT_PROCFILE,
-    profile: str | None = None,
-    only: Sequence[str] | None = None,
-    commands: Mapping[str, str] | None = None,
-    environ: Mapping[str, str] | None = None,
-    as_json: bool = False,
-    colour: bool = True,
-    output: TextIO | None = None,
-) -> int:
-    """`celery-stack up`: run the Procfile until SIGINT/SIGTERM.
-
-    ``commands`` adds or overrides Procfile lines. Returns 0 after a clean stop,
-    1 when a service had to be killed; raises PortInUse before anything starts
-    and ServiceFailed (with the service's last log lines) after stopping the rest.
-    """
-    import sys
-
-    chosen = profile or settings.profile
-    if chosen != settings.profile and chosen in get_args(Profile):  # children see STACK_PROFILE
-        settings = settings.model_copy(update={"profile": chosen})
-    lines = {**load_procfile(procfile), **(commands or {})}
-    wanted = REDIS in lines and (not only or REDIS in only)
-    running = wanted and RedisPing(settings).check()  # a Redis already there: use it
-    services = build_services(settings, lines, chosen, only, redis_running=running)
-    check_ports(services)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log_output = output or (sys.stderr if as_json else sys.stdout)
-    launcher = Launcher(
-        settings,
-        services,
-        os.environ if environ is None else environ,
-        _printer(chosen, log_output, colour),
-        table_output=sys.stdout if output is None else output,
-        as_json=as_json,
-    )
-    for service in services:
-        if service.external:
-            launcher.say(f"{service.name} already answers at {service.url}: using it")
-    previous = {s: signal.signal(s, launcher.request_stop) for s in STOP_SIGNALS}
+def _safe_reclaim(reclaimer: Reclaimer, since: float, until: float) -> str:
+    """A reclaim that failed is a log line, never a dead launcher."""
     try:
-        return launcher.run()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        return reclaimer.reclaim(since, until)
+    except Exception as exc:  # Redis down, a worker's odd reply: the visibility timeout remains
+        return (
+            f"could not requeue what its predecessor held ({type(exc).__name__}: {exc}); "
+            "Redis re-delivers it after the visibility timeout"
+        )

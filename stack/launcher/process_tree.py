@@ -34,6 +34,10 @@ class ProcessTree:
         for process in self._current():
             self.seen.setdefault(process.pid, process)
 
+    def pids(self) -> list[int]:
+        """The main pid first, then every descendant seen (what the state file records)."""
+        return [self.pid, *(pid for pid in self.seen if pid != self.pid)]
+
     def signal(self, signum: int, whole_group: bool) -> None:
         """The main process (warm stop), or the group and every process seen (kill)."""
         current = self._current()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from stack.checks.probes import Probe
 from stack.errors import PortInUse
@@ -32,12 +33,27 @@ class Port:
     host: str = "127.0.0.1"
 
 
+class Reclaimer(Protocol):
+    """Gives back what a dead instance of a service held (a worker's unacked messages).
+
+    Called in the probe pool when the restart is decided, so its imports overlap the
+    backoff and the new instance's start: nothing is paid for at launch.
+    """
+
+    def reclaim(self, since: float, until: float) -> str:
+        """Reclaim what the instance alive from ``since`` to ``until`` (epoch s) held.
+
+        Returns one log line for the launcher (empty: nothing to say)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Service:
     """One process of the stack: how to start it and how to know it is ready.
 
     ``external`` marks a service that already runs elsewhere (a Redis that
     answered before we started): it is probed, never started or stopped.
+    ``reclaim``, when set, runs each time the service is restarted after a death.
     """
 
     name: str
@@ -48,6 +64,7 @@ class Service:
     requires: tuple[str, ...] = ()
     external: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    reclaim: Reclaimer | None = None
 
 
 # --- ordering and ports ------------------------------------------------------------------

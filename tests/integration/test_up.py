@@ -18,6 +18,7 @@ import psutil
 import pytest
 from pydantic import AliasChoices
 
+from stack.launcher.process_tree import SHELLS
 from stack.queues import QUEUES
 from stack.redis_command import free_port, port_is_free
 from stack.settings import Settings
@@ -52,7 +53,11 @@ class Up:
             "STACK_DATA_DIR": str(tmp_path / "data"),
             **env,
         }
-        self.log_path = tmp_path / "up.log"
+        self.log_path = next(  # a second `up` in one test keeps the first one's log
+            path
+            for n in range(1, 100)
+            if not (path := tmp_path / ("up.log" if n == 1 else f"up-{n}.log")).exists()
+        )
         self.lines: list[str] = []
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -281,3 +286,164 @@ def test_honcho_start_runs_the_same_procfile_without_the_launcher(tmp_path):
         probes[2].close()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(honcho.pid, signal.SIGKILL)
+
+
+# --- supervision: restarts after ready, no orphans ---------------------------------------
+
+BATCH = 1_000
+CONSUMES_AGAIN_S = 5.0  # the done-when figure: a worker consumes again within 5 s of the kill
+# ... on a quiet machine. A restart cannot beat the worker's own boot, which two cores shared
+# with other test runs stretch to 5 s and more: then allow that boot plus this much of ours.
+RESTART_OVERHEAD_S = 1.5
+GONE_S = 5.0  # ... and no process of a SIGKILLed launcher is left after 5 s
+
+
+def is_celery_worker(process: psutil.Process | None) -> bool:
+    try:
+        line = process.cmdline() if process is not None else []
+        return process is not None and process.name() not in SHELLS and "worker" in line
+    except psutil.NoSuchProcess:
+        return False
+
+
+def worker_main(stack: Up) -> psutil.Process:
+    """The Celery worker's main process (the parent of the pool), not the Procfile's shell."""
+    for process in stack.descendants():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if is_celery_worker(process) and not is_celery_worker(process.parent()):
+                return process
+    pytest.fail(f"no worker main process among {stack.descendants()}")
+
+
+def redis_server(stack: Up) -> psutil.Process:
+    for process in stack.descendants():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.name() == "redis-server":
+                return process
+    pytest.fail("no redis-server among the launcher's descendants")
+
+
+def wait_for_line(stack: Up, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack.log:
+        if time.monotonic() > deadline:
+            pytest.fail(f"never logged {text!r}:\n{stack.log[-4000:]}")
+        if stack.process.poll() is not None:
+            pytest.fail(f"up exited with {stack.process.returncode}:\n{stack.log[-4000:]}")
+        time.sleep(0.05)
+
+
+def alive(process: psutil.Process) -> bool:
+    return not gone(process)
+
+
+def test_a_worker_sigkilled_mid_batch_is_restarted_and_all_1000_tasks_succeed_promptly(up):
+    from stack.app_factory import load_app
+    from stack.submit import submit
+    from tests.integration.helpers import Batch
+
+    stack = up("--only", "redis,worker")
+    table = stack.wait_ready()
+    boot_s = table["services"][1]["ready_after_s"]
+    settings = Settings.load(environ=stack.env)
+    app = load_app(settings)
+    batch = Batch(app, settings)
+    for i in range(BATCH):
+        batch.add(submit(app, "diagnostics.echo", [i]))
+    batch.wait_until(lambda a: len(a.succeeded) >= 50, timeout_s=60)
+    main = worker_main(stack)
+    main.kill()
+    killed_at = time.monotonic()
+    main.wait(10)
+    time.sleep(0.3)  # the pool children die with their parent (PDEATHSIG): nothing finishes now
+    done_at_kill = len(batch.account().succeeded)
+    assert done_at_kill < BATCH, "the batch was over before the kill: make it longer"
+    batch.wait_until(lambda a: len(a.succeeded) > done_at_kill, timeout_s=30)
+    consumes_again_s = time.monotonic() - killed_at
+    accounting = batch.settle(timeout_s=120)  # far below the visibility timeout (3600 s)
+    settled_s = time.monotonic() - killed_at
+    print(
+        f"\nworker consumed again {consumes_again_s:.2f} s after SIGKILL (its first boot took "
+        f"{boot_s:.2f} s); {len(accounting.succeeded)}/{BATCH} succeeded, settled "
+        f"{settled_s:.2f} s after it"
+    )
+    assert len(accounting.succeeded) == BATCH, accounting.summary()
+    assert consumes_again_s < max(CONSUMES_AGAIN_S, boot_s + RESTART_OVERHEAD_S)
+    assert "worker exited (rc=137, SIGKILL) while running: restart 1 of 5" in stack.log
+    assert "worker: requeued" in stack.log, stack.log[-4000:]
+    assert "redis exited" not in stack.log
+
+
+def test_the_launchers_redis_killed_is_restarted_on_its_aof_and_the_worker_keeps_running(up):
+    from stack.connection import redis_client
+
+    stack = up("--only", "redis,worker")
+    stack.wait_ready()
+    settings = Settings.load(environ=stack.env)
+    client = redis_client(settings)
+    client.set("survives-a-restart", b"yes")
+    time.sleep(1.2)  # appendfsync everysec: on disk within a second
+    worker = worker_main(stack)
+    redis_server(stack).kill()
+    wait_for_line(stack, "redis ready again", timeout_s=30)
+    assert client.get("survives-a-restart") == b"yes"
+    assert "redis exited (rc=137, SIGKILL) while running: restart 1 of 5" in stack.log
+    assert worker.is_running() and "worker exited" not in stack.log
+    client.close()
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.wait() == 0, stack.log[-4000:]
+
+
+def test_a_sigkilled_launcher_leaves_no_process_behind_and_up_starts_again_at_once(up):
+    stack = up()
+    stack.wait_ready()
+    processes = stack.descendants()
+    assert len(processes) >= 6  # five services (some under a shell) and the watchdog
+    ports = {
+        "REDIS_URL": stack.env["REDIS_URL"],
+        "API_PORT": stack.env["API_PORT"],
+        "FLOWER_PORT": stack.env["FLOWER_PORT"],
+    }
+    stack.process.kill()
+    killed_at = time.monotonic()
+    deadline = killed_at + GONE_S
+    while any(alive(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    gone_after_s = time.monotonic() - killed_at
+    left = [(p.pid, p.name()) for p in processes if alive(p)]
+    for process in processes:  # a failing test must not leave them to the next one
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    print(f"\nevery process of the SIGKILLed launcher gone after {gone_after_s:.2f} s")
+    assert left == [], f"still running {GONE_S:g} s after the launcher's SIGKILL: {left}"
+    assert "celery-stack watchdog: the launcher" in stack.log
+    assert not list((stack.log_path.parent / "data").glob("launcher-*.json"))
+
+    again = up(**ports)
+    table = again.wait_ready()
+    assert {s["state"] for s in table["services"]} == {"ready"}
+    assert "stale stack" not in again.log  # the watchdog had cleaned up already
+    again.process.send_signal(signal.SIGINT)
+    assert again.wait() == 0, again.log[-4000:]
+
+
+def test_up_stops_a_stale_stack_whose_launcher_and_watchdog_died_before_starting(up):
+    stack = up("--only", "redis,worker")
+    stack.wait_ready()
+    data = stack.log_path.parent / "data"
+    (state_file,) = data.glob("launcher-*.json")
+    recorded = json.loads(state_file.read_text())
+    processes = [p for p in stack.descendants() if p.pid != recorded["watchdog"]["pid"]]
+    os.kill(recorded["watchdog"]["pid"], signal.SIGKILL)
+    stack.process.kill()
+    time.sleep(0.5)
+    assert any(alive(p) for p in processes), "nothing was left: the stale case is not tested"
+
+    again = up("--only", "redis,worker", REDIS_URL=stack.env["REDIS_URL"])
+    again.wait_ready()
+    assert "found a stale stack in" in again.log
+    assert "stale stack stopped in" in again.log
+    assert [p.pid for p in processes if alive(p)] == []
+    assert not state_file.exists()
+    again.process.send_signal(signal.SIGINT)
+    assert again.wait() == 0, again.log[-4000:]

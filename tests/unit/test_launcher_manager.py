@@ -1,5 +1,6 @@
 """The launcher's loop with honcho-style fakes: fake processes, probes and signals."""
 
+import dataclasses
 import io
 import itertools
 import signal
@@ -10,8 +11,9 @@ from dataclasses import dataclass, field
 import pytest
 from honcho.printer import Message, Printer
 
-from stack.errors import ServiceFailed
+from stack.errors import ServiceFailed, SettingsError
 from stack.launcher.manager import Launcher, State
+from stack.launcher.restart import BACKOFF_FIRST_S
 from stack.launcher.services import Service
 from stack.settings import Settings
 
@@ -124,11 +126,11 @@ def stack(world: World, names=("redis", "api", "worker"), **probe_kwargs) -> lis
 
 
 def launcher(world: World, services, **env: str) -> tuple[Launcher, io.StringIO]:
-    settings = Settings.load(
-        environ={"STACK_SHUTDOWN_TIMEOUT": "5", "STACK_DATA_DIR": "/tmp/stack-unit", **env}
-    )
+    """A Launcher on fakes; ``env`` is its environment (settings and restart rules alike)."""
+    environ = {"STACK_SHUTDOWN_TIMEOUT": "5", "STACK_DATA_DIR": "/tmp/stack-unit", **env}
+    settings = Settings.load(environ=environ)
     out = io.StringIO()
-    up = Launcher(settings, services, {"PATH": "/usr/bin"}, Printer(out, colour=False))
+    up = Launcher(settings, services, {"PATH": "/usr/bin", **env}, Printer(out, colour=False))
     up._process_ctor = world.process_ctor
     up._tree_ctor = world.tree_ctor
     return up, out
@@ -218,18 +220,187 @@ def test_a_service_that_never_gets_ready_fails_naming_what_it_waited_for():
         up.run()
 
 
-def test_a_service_that_exits_after_ready_stops_the_stack_with_a_failure():
+def crash_when_ready(up: Launcher, world: World, name: str, returncode: int, times: int = 1):
+    """Each time ``name`` is ready (and the stack is), its current process exits."""
+
+    def crash():
+        for _ in range(times):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (
+                all(r.up for r in up.running.values()) and up.stop_signal is None
+            ):
+                time.sleep(0.01)
+            live = [p for p in world.processes.values() if p.name == name and p.returncode is None]
+            if not live:
+                return
+            live[-1].exit(returncode)
+            while up.running[name].state is State.READY:
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=crash, daemon=True)
+    thread.start()
+    return thread
+
+
+def starts_of(world: World, name: str) -> int:
+    return world.log.count(("start", name))
+
+
+def stop_once(up: Launcher, condition, timeout_s: float = 20) -> threading.Thread:
+    """SIGINT once ``condition()`` holds (a test never hangs: SIGINT anyway at the deadline)."""
+
+    def wait_then_interrupt():
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not condition():
+            time.sleep(0.01)
+        up.request_stop(signal.SIGINT)
+
+    thread = threading.Thread(target=wait_then_interrupt, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_with_policy_no_a_service_that_exits_after_ready_stops_the_stack_with_a_failure():
+    world = World()
+    up, _ = launcher(world, stack(world), STACK_RESTART_POLICY="no")
+    crash_when_ready(up, world, "worker", 2)
+    with pytest.raises(
+        ServiceFailed, match=r"worker exited \(rc=2\) while running: restart policy no"
+    ):
+        up.run()
+    assert starts_of(world, "worker") == 1
+
+
+def test_a_worker_killed_after_ready_is_restarted_and_the_others_keep_running():
+    world = World()
+    up, out = launcher(world, stack(world))
+    crash_when_ready(up, world, "worker", -signal.SIGKILL)
+    stop_once(
+        up, lambda: starts_of(world, "worker") == 2 and all(r.up for r in up.running.values())
+    )
+    assert up.run() == 0
+    text = out.getvalue()
+    assert (
+        "worker exited (rc=-9, SIGKILL) while running: restart 1 of 5 within 60 s, in 0.1 s "
+        "(policy on-failure)" in text
+    )
+    assert "worker ready again (fake probe)" in text
+    assert (starts_of(world, "api"), starts_of(world, "redis")) == (1, 1)
+    assert all(signum != signal.SIGKILL or whole for _, signum, whole in world.signals)
+    assert [name for name, signum, _ in world.signals if signum == signal.SIGTERM] == [
+        "api",
+        "worker",
+        "redis",
+    ]  # nothing was stopped before the SIGINT
+
+
+def test_a_restart_waits_out_its_backoff():
     world = World()
     up, _ = launcher(world, stack(world))
+    crashed_at: list[float] = []
+    original = world.process_ctor
 
-    def crash_worker_when_ready():
+    def timed_ctor(cmd, name, colour, env):
+        if name == "worker":
+            crashed_at.append(time.monotonic())
+        return original(cmd, name, colour, env)
+
+    up._process_ctor = timed_ctor
+    crash_when_ready(up, world, "worker", 1)
+    stop_once(up, lambda: starts_of(world, "worker") == 2)
+    up.run()
+    assert len(crashed_at) == 2 and crashed_at[1] - crashed_at[0] >= BACKOFF_FIRST_S
+
+
+def test_a_service_that_exhausts_its_restart_budget_stops_the_stack_with_its_log_tail():
+    world = World(scripts={"worker": Script(lines=("Unrecoverable error: boom",))})
+    up, _ = launcher(world, stack(world), STACK_RESTART_MAX="1")
+    crash_when_ready(up, world, "worker", 70, times=2)
+    with pytest.raises(ServiceFailed) as failed:
+        up.run()
+    message = str(failed.value)
+    assert "worker exited (rc=70) while running: restart budget exhausted" in message
+    assert "1 restart within 60 s; raise STACK_RESTART_MAX or STACK_RESTART_WINDOW" in message
+    assert "Unrecoverable error: boom" in message
+    assert starts_of(world, "worker") == 2
+    assert all(p.returncode is not None for p in world.processes.values())
+
+
+def test_a_restart_that_dies_during_start_up_is_decided_by_the_rule_again():
+    world = World()
+    up, out = launcher(world, stack(world), STACK_RESTART_MAX="2")
+
+    def crash_then_break_the_worker():
         while not all(r.up for r in up.running.values()):
             time.sleep(0.01)
-        next(p for p in world.processes.values() if p.name == "worker").exit(2)
+        world.scripts["worker"] = Script(lines=("ImportError: broken",), exits_with=1)
+        next(p for p in world.processes.values() if p.name == "worker").exit(1)
 
-    threading.Thread(target=crash_worker_when_ready, daemon=True).start()
-    with pytest.raises(ServiceFailed, match=r"worker exited \(rc=2\) while running"):
+    threading.Thread(target=crash_then_break_the_worker, daemon=True).start()
+    with pytest.raises(ServiceFailed, match="exited \\(rc=1\\) during restart 2: restart budget"):
         up.run()
+    assert "worker exited (rc=1) during restart 1: restart 2 of 2" in out.getvalue()
+    assert starts_of(world, "worker") == 3
+
+
+def test_on_failure_a_clean_exit_stays_down_while_the_others_keep_running():
+    world = World()
+    up, out = launcher(world, stack(world))
+    crash_when_ready(up, world, "worker", 0)
+    stop_once(up, lambda: up.running["worker"].state is State.EXITED)
+    assert up.run() == 0
+    assert "worker exited (rc=0) while running: a clean exit, not restarted" in out.getvalue()
+    assert starts_of(world, "worker") == 1
+    assert up.running["api"].state is State.STOPPED
+
+
+def test_up_ends_with_0_once_every_service_ended_cleanly_and_stays_down():
+    world = World()
+    up, out = launcher(world, [Service("job", "run job", FakeProbe(world, "job"))])
+    crash_when_ready(up, world, "job", 0)
+    assert up.run() == 0
+    assert "every service ended on its own" in out.getvalue()
+
+
+def test_a_per_service_policy_always_restarts_even_a_clean_exit():
+    world = World()
+    up, out = launcher(world, stack(world), STACK_RESTART_POLICY_WORKER="always")
+    crash_when_ready(up, world, "worker", 0)
+    stop_once(up, lambda: starts_of(world, "worker") == 2 and up.running["worker"].up)
+    assert up.run() == 0
+    assert "(policy always)" in out.getvalue()
+
+
+def test_a_bad_restart_setting_is_refused_before_anything_starts():
+    world = World()
+    with pytest.raises(SettingsError, match=r"STACK_RESTART_POLICY_API: expected one of always"):
+        launcher(world, stack(world), STACK_RESTART_POLICY_API="sometimes")
+    assert world.log == []
+
+
+@dataclass
+class FakeReclaimer:
+    calls: list[tuple[float, float]] = field(default_factory=list)
+
+    def reclaim(self, since: float, until: float) -> str:
+        self.calls.append((since, until))
+        return "requeued 3 messages its predecessor held unacked"
+
+
+def test_a_restarted_service_reclaims_what_its_dead_predecessor_held():
+    world = World()
+    services = stack(world)
+    reclaimer = FakeReclaimer()
+    services[2] = dataclasses.replace(services[2], reclaim=reclaimer)
+    up, out = launcher(world, services)
+    before = time.time()
+    crash_when_ready(up, world, "worker", -signal.SIGKILL)
+    stop_once(up, lambda: "requeued" in out.getvalue() and up.running["worker"].up)
+    up.run()
+    assert len(reclaimer.calls) == 1
+    since, until = reclaimer.calls[0]
+    assert before - 5 < since < until <= time.time()  # the dead instance's life
+    assert "worker: requeued 3 messages its predecessor held unacked" in out.getvalue()
 
 
 def test_an_external_redis_is_probed_but_never_started_or_signalled():

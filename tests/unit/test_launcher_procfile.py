@@ -53,3 +53,77 @@ def test_an_empty_procfile_is_refused(tmp_path):
     path.write_text("# nothing\n")
     with pytest.raises(SettingsError, match="no `name: command` line"):
         load_procfile(path)
+
+
+# --- every line honcho would drop silently is an error naming its number and the fix ------
+
+
+def bad_lines(text: str) -> str:
+    with pytest.raises(SettingsError) as refused:
+        parse_procfile(text)
+    return str(refused.value)
+
+
+def test_a_line_without_a_colon_is_an_error_naming_its_line_number():
+    message = bad_lines("web: serve\nworker celery worker\n")
+    assert "line 2: 'worker celery worker' has no colon: write it as `name: command`" in message
+
+
+def test_a_space_in_a_process_name_is_an_error_suggesting_a_valid_name():
+    message = bad_lines("my worker: celery worker\n")
+    assert "line 1: process name 'my worker' contains a space" in message
+    assert "(e.g. 'my_worker')" in message
+
+
+def test_an_invalid_character_in_a_process_name_is_an_error():
+    assert "line 1: process name 'web.1' contains '.'" in bad_lines("web.1: serve\n")
+
+
+def test_an_empty_command_is_an_error_naming_the_process():
+    message = bad_lines("web: serve\nworker:   \n")
+    assert "line 2: process 'worker' has no command after the colon" in message
+
+
+def test_an_indented_line_is_an_error_because_honcho_ignores_it():
+    assert "line 1: '  web: serve' is indented" in bad_lines("  web: serve\n")
+
+
+def test_the_launchers_own_log_prefix_system_is_refused_as_a_name():
+    assert "line 1: process name 'system' is the launcher's own log prefix" in bad_lines(
+        "system: echo hi\n"
+    )
+
+
+def test_every_bad_line_is_reported_at_once():
+    message = bad_lines("a b: x\nweb:\nnocolon\n")
+    assert "3 bad lines" in message
+    assert all(f"line {n}:" in message for n in (1, 2, 3))
+
+
+def test_a_command_may_contain_colons_and_crlf_line_ends_are_fine():
+    text = "api: uvicorn stack.api:create_app --host 127.0.0.1\r\nweb:serve\r\n"
+    assert parse_procfile(text) == {
+        "api": "uvicorn stack.api:create_app --host 127.0.0.1",
+        "web": "serve",
+    }
+
+
+def test_a_binary_procfile_is_a_clear_error_not_a_traceback(tmp_path):
+    path = tmp_path / "Procfile"
+    path.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe\x00")
+    with pytest.raises(SettingsError, match=r"is not UTF-8 text \(byte 0xff at offset 8\)"):
+        load_procfile(path)
+
+
+def test_a_procfile_with_nul_bytes_is_refused_as_not_text(tmp_path):
+    path = tmp_path / "Procfile"
+    path.write_bytes(b"web: serve\x00\x00\n")
+    with pytest.raises(SettingsError, match="contains NUL bytes"):
+        load_procfile(path)
+
+
+def test_a_bad_procfile_names_its_path(tmp_path):
+    path = tmp_path / "Procfile"
+    path.write_text("web serve\n")
+    with pytest.raises(SettingsError, match=rf"Procfile '{path}': 1 bad line"):
+        load_procfile(path)
