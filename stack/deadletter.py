@@ -188,6 +188,12 @@ class DeadLetter(BaseModel):
         """The stored form; arguments JSON cannot carry are kept as their repr."""
         return json.dumps(self.model_dump(), default=repr)
 
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        """Read the stored form back with the json module that wrote it: pydantic's own parser
+        refuses a lone surrogate's escape (``"\\ud800"``) and turns NaN into None."""
+        return cls.model_validate(json.loads(raw))
+
     @property
     def error(self) -> str:
         """One line for a status answer: the exception and why it was not retried."""
@@ -263,7 +269,7 @@ class DeadLetterStore:
         pipe.hmget(self.replays_key, ids)
         raws, replays = pipe.execute()
         return [
-            None if raw is None else _with_replay(DeadLetter.model_validate_json(raw), replay)
+            None if raw is None else _with_replay(DeadLetter.from_json(raw), replay)
             for raw, replay in zip(raws, replays, strict=True)
         ]
 
