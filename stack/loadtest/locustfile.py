@@ -158,6 +158,7 @@ def _prepare(environment: Environment) -> None:
     environment.user_classes = [u for u in environment.user_classes if u.weight > 0]
     if not isinstance(environment.runner, MasterRunner):
         run.app = load_app(settings)
+        _pay_lazy_imports(run.app)
         problems = misfits(profile, run.app.tasks)
         if problems:
             raise StackError(
@@ -167,6 +168,16 @@ def _prepare(environment: Environment) -> None:
                 "or set STACK_CELERY_APP to the app that defines these tasks"
             )
         run.watcher = ResultWatcher(environment.events.request.fire, run.app, settings)
+
+
+def _pay_lazy_imports(app: Celery) -> None:
+    """Import the broker transport, the producer pool and the result backend now: Locust's
+    --run-time clock starts with the first user, and a CPU-bound import in a greenlet blocks
+    every user (on a loaded host, a 2 s run spent its whole budget importing)."""
+    with app.connection_for_write() as connection:
+        connection.transport  # noqa: B018 - the property imports and builds the transport
+    app.amqp.producer_pool  # noqa: B018
+    app.backend  # noqa: B018
 
 
 @events.test_start.add_listener

@@ -26,7 +26,7 @@ from stack.redis_command import free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 
-RUN_TIME = "2s"
+RUN_TIME = "3s"  # Locust counts spawning in it: leave a loaded host some room
 USERS = 4
 SERVER_START_TIMEOUT_S = 15.0
 
@@ -88,7 +88,7 @@ def test_an_impossible_gate_exits_non_zero_and_names_it(
 ):
     stack_worker(concurrency=2)
     command = [sys.executable, "-m", "stack", "load", "--users", str(USERS), "--spawn-rate", "4"]
-    command += ["--run-time", "2s", "--profile", "diagnostics", "--host", api_url]
+    command += ["--run-time", RUN_TIME, "--profile", "diagnostics", "--host", api_url]
     command += ["--report-dir", str(tmp_path), "--max-p95-ms", "0.001"]
     result = subprocess.run(
         command,
@@ -120,7 +120,7 @@ def test_an_open_loop_backlog_fails_the_final_depth_gate(stack_settings, api_url
     gates = Gates(min_tasks_per_s=0, max_p95_ms=1e9, max_p99_ms=1e9, max_final_depth=10)
     code, verdict = run_load(
         stack_settings,
-        options(tmp_path, api_url, profile=str(profile), run_time="2s", gates=gates),
+        options(tmp_path, api_url, profile=str(profile), run_time=RUN_TIME, gates=gates),
         environ(),
     )
     assert code == 1
@@ -142,7 +142,16 @@ def test_load_with_start_brings_the_stack_up_loads_it_and_stops_it(tmp_path):
         "STACK_QUEUE_PREFIX": "start.",
     }
     command = [sys.executable, "-m", "stack", "load", "--start", "--procfile", str(procfile)]
-    command += ["--users", "4", "--spawn-rate", "4", "--run-time", "2s", "--profile", "diagnostics"]
+    command += [
+        "--users",
+        "4",
+        "--spawn-rate",
+        "4",
+        "--run-time",
+        RUN_TIME,
+        "--profile",
+        "diagnostics",
+    ]
     command += ["--report-dir", str(tmp_path / "report")]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
