@@ -88,7 +88,7 @@ def secrets_in(env):
 def test_each_service_gets_exactly_the_secrets_of_the_table():
     from stack.launcher.services import SERVICE_SECRETS
 
-    assert SERVICE_SECRETS == {
+    assert dict(SERVICE_SECRETS) == {
         "redis": set(),
         "api": {"STACK_API_KEY", "STACK_REDIS_PASSWORD"},
         "worker": {"STACK_REDIS_PASSWORD"},
