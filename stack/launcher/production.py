@@ -14,7 +14,8 @@ before anything starts. What changes against dev:
   shutdown timeout for running tasks.
 * Beat: the Redis-locked scheduler (exactly one dispatches), state in the data dir.
 * Flower: basic auth and an explicit cookie secret from the environment (never
-  on the command line, where ``ps`` shows them), ``FLOWER_UNAUTHENTICATED_API`` refused.
+  on the command line, where ``ps`` shows them), ``FLOWER_UNAUTHENTICATED_API`` refused,
+  run through :mod:`stack.flower` so that its ``/metrics`` needs the basic auth too.
 * Logs: one JSON object per line, with service, level and task id.
 
 Each process gets only its own secrets (``SERVICE_SECRETS`` in
@@ -118,8 +119,8 @@ def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict
             f"-S stack.beat:LockedScheduler --schedule {data_dir / BEAT_SCHEDULE} "
             "--loglevel INFO"
         ),
-        "flower": (
-            "celery -A stack.celery_app flower --address=127.0.0.1 "
+        "flower": (  # stack.flower: Celery's command line, Flower's /metrics behind its auth
+            "python -m stack.flower -A stack.celery_app flower --address=127.0.0.1 "
             f"--port={settings.flower_port} --logging=none"
         ),
     }

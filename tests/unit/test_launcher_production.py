@@ -68,6 +68,11 @@ def test_flower_secrets_go_to_its_environment_not_its_command_line():
     assert SECRET not in production_commands(settings, {"flower": "x"})["flower"]
 
 
+def test_production_flower_runs_through_stack_flower_which_guards_its_metrics():
+    flower = production_commands(load(), {"flower": "celery -A x flower"})["flower"]
+    assert flower.startswith("python -m stack.flower -A stack.celery_app flower ")
+
+
 def production_env(tmp_path) -> dict[str, str]:
     return {
         "PATH": "/usr/bin",
