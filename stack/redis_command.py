@@ -28,6 +28,7 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 Fsync = Literal["always", "everysec", "no"]
 REDIS_CONFIG = "redis.conf"  # in the data dir, mode 0600: holds requirepass
 AOF_DIR = "appendonlydir"  # Redis 7's multi-part AOF (appenddirname's default)
+REDIS_FILES = ("appendonly.aof", "dump.rdb")  # Redis 6's single AOF; an RDB snapshot
 PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 UMASK = "077"  # what redis-server creates (AOF, RDB) is its owner's only
@@ -117,12 +118,15 @@ def private_data_dir(settings: Settings) -> Path:
     data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     data_dir.chmod(PRIVATE_DIR_MODE)
     aof_dir = data_dir / AOF_DIR
+    files = [data_dir / name for name in REDIS_FILES]
     if aof_dir.is_dir():
-        with contextlib.suppress(OSError):  # not ours to narrow: the 0700 data dir guards it
+        files += aof_dir.iterdir()
+    with contextlib.suppress(OSError):  # not ours to narrow: the 0700 data dir guards it
+        if aof_dir.is_dir():
             aof_dir.chmod(PRIVATE_DIR_MODE)
-            for part in aof_dir.iterdir():
-                if part.is_file():
-                    part.chmod(PRIVATE_FILE_MODE)
+        for file in files:
+            if file.is_file():
+                file.chmod(PRIVATE_FILE_MODE)
     return data_dir
 
 

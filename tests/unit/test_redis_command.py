@@ -73,7 +73,10 @@ def test_an_aof_left_world_readable_by_an_earlier_redis_is_narrowed(tmp_path):
     aof.mkdir(parents=True, mode=0o755)
     (aof / "appendonly.aof.1.incr.aof").write_text("")
     (aof / "appendonly.aof.1.incr.aof").chmod(0o644)
+    (data / "appendonly.aof").write_text("")  # Redis 6 writes one file
+    (data / "appendonly.aof").chmod(0o644)
     data.chmod(0o755)
     private_data_dir(Settings.load(environ={"STACK_DATA_DIR": str(data)}))
     assert stat.S_IMODE(data.stat().st_mode) == stat.S_IMODE(aof.stat().st_mode) == 0o700
     assert stat.S_IMODE((aof / "appendonly.aof.1.incr.aof").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "appendonly.aof").stat().st_mode) == 0o600
