@@ -6,8 +6,10 @@
 #   3. `docker-compose up -d` under its own project name, on free host ports, and waits
 #      until every service reports healthy (preflight: exited 0)
 #   4. from INSIDE the api container: POST /tasks without the key -> 401; with it -> 202;
-#      polls /task-status until `success`; Flower without credentials -> 401; Prometheus
-#      scrapes the API's /metrics (target up) and has loaded the alert rules
+#      /task-status and /metrics without the key -> 401; polls /task-status (with it) until
+#      `success`; Flower's pages and its /metrics without credentials -> 401; Prometheus
+#      scrapes both the API (bearer key) and Flower (basic auth): both targets up; the
+#      alert rules are loaded; Prometheus keeps the credentials in 0600 files, not its env
 #   5. takes everything down (containers, network, volumes), also on failure
 # Exit 0 on success; on failure the services' last log lines are printed.
 #
@@ -117,8 +119,11 @@ assert httpx.post(f"{api}/tasks", json=body).status_code == 401, "POST /tasks wi
 accepted = httpx.post(f"{api}/tasks", json=body, headers={"X-API-Key": key})
 assert accepted.status_code == 202, accepted.text
 status_url = api + accepted.json()["status_url"]
+assert httpx.get(status_url).status_code == 401, "task data without the key"
+assert httpx.get(f"{api}/metrics").status_code == 401, "API metrics without the key"
+keyed = {"Authorization": f"Bearer {key}"}  # the header Prometheus sends
 deadline = time.monotonic() + 60
-while (status := httpx.get(status_url).json())["status"] != "success":
+while (status := httpx.get(status_url, headers=keyed).json())["status"] != "success":
     assert status["status"] in ("pending", "processing"), status
     assert time.monotonic() < deadline, f"task not done in 60 s: {status}"
     time.sleep(0.5)
@@ -128,10 +133,12 @@ print(f"compose-smoke: task {status['task_id']} succeeded: {status['result']!r}"
 assert httpx.get("http://flower:5555/").status_code == 401, "Flower without credentials"
 user, _, password = os.environ["STACK_FLOWER_BASIC_AUTH"].partition(":")
 assert httpx.get("http://flower:5555/", auth=(user, password)).status_code == 200
+assert httpx.get("http://flower:5555/metrics").status_code == 401, "Flower metrics, no auth"
+assert httpx.get("http://flower:5555/metrics", auth=(user, password)).status_code == 200
 
 succeeded = 'celery_stack_tasks_succeeded_total{queue="default",task="diagnostics.echo"} 1.0'
 deadline = time.monotonic() + 10  # a pool child writes its counts within 0.5 s
-while succeeded not in httpx.get(f"{api}/metrics").text:
+while succeeded not in httpx.get(f"{api}/metrics", headers=keyed).text:
     assert time.monotonic() < deadline, "the task's success never reached /metrics"
     time.sleep(0.2)
 
@@ -143,11 +150,18 @@ deadline = time.monotonic() + 60
 while True:
     targets = httpx.get(f"{prometheus}/targets").json()["data"]["activeTargets"]
     health = {t["labels"]["job"]: t["health"] for t in targets}
-    if health.get("celery-stack") == "up":
+    if health.get("celery-stack") == health.get("flower") == "up":
         break
     assert time.monotonic() < deadline, f"Prometheus targets not up in 60 s: {health}"
     time.sleep(1)
 print(f"compose-smoke: Prometheus scrapes {sorted(health)}: {health}", flush=True)
 EOF
+
+# --- Prometheus: its secrets in 0600 files on a tmpfs, none in its process environment ---
+compose exec -T prometheus sh -c '
+    ! tr "\0" "\n" </proc/1/environ | grep -q "^STACK_" &&
+    [ "$(stat -c %a /run/prometheus/api-key /run/prometheus/flower-password | sort -u)" = 600 ]' \
+    || { log "Prometheus has a secret in its environment, or a secret file not 0600"; exit 1; }
+log "Prometheus reads its credentials from 0600 files, none in its environment"
 
 log "passed in $(( $(date +%s) - started )) s"

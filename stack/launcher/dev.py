@@ -8,7 +8,6 @@ for a moment. Every process but Redis needs Redis first.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +23,9 @@ from stack.checks.probes import (
 )
 from stack.connection import redact
 from stack.launcher.reclaim import UnackedReclaimer
-from stack.launcher.services import REDIS, Port, Service
+from stack.launcher.services import ALL_SECRETS, REDIS, Port, Service
 from stack.queues import physical_names
-from stack.redis_command import local_redis_port, redis_foreground_command, redis_variable
+from stack.redis_command import local_redis_port, redis_line, redis_variable
 from stack.settings import Settings
 
 BEAT_SCHEDULE = "celerybeat-schedule"
@@ -53,10 +52,13 @@ def worker_hostname() -> str:
 
 
 def redis_service(line: Line) -> Service:
+    """The stock line runs our redis-server (password from a 0600 file, AOF 0600, no
+    secret in its environment); a line of your own runs as written, with every secret."""
     settings, running = line.settings, line.redis_running
     command = line.command
+    secrets: frozenset[str] | None = ALL_SECRETS
     if command.strip() in STOCK_REDIS_LINES and not running:
-        command = shlex.join(redis_foreground_command(settings))
+        command, secrets = redis_line(settings), None
     ports = () if running else (Port(local_redis_port(settings), redis_variable(settings)),)
     return Service(
         line.name,
@@ -65,6 +67,7 @@ def redis_service(line: Line) -> Service:
         redact(settings.broker_url),
         ports=ports,
         external=running,
+        secrets=secrets,
     )
 
 

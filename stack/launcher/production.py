@@ -14,8 +14,13 @@ before anything starts. What changes against dev:
   shutdown timeout for running tasks.
 * Beat: the Redis-locked scheduler (exactly one dispatches), state in the data dir.
 * Flower: basic auth and an explicit cookie secret from the environment (never
-  on the command line, where ``ps`` shows them), ``FLOWER_UNAUTHENTICATED_API`` refused.
+  on the command line, where ``ps`` shows them), ``FLOWER_UNAUTHENTICATED_API`` refused,
+  run through :mod:`stack.flower` so that its ``/metrics`` needs the basic auth too.
 * Logs: one JSON object per line, with service, level and task id.
+
+Each process gets only its own secrets (``SERVICE_SECRETS`` in
+:mod:`stack.launcher.services`), Redis none: its password is in a 0600 file of the
+0700 data dir, and its AOF is written under ``umask 077``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from stack.launcher.dev import BEAT_SCHEDULE, dev_services, worker_hostname
 from stack.launcher.services import REDIS, Service
 from stack.preflight import check_redis_auth, check_settings, enforce
-from stack.redis_command import redis_foreground_command, redis_password
+from stack.redis_command import private_data_dir, redis_line
 from stack.settings import Settings, settings_env
 
 PROFILE = "production"
@@ -38,7 +43,6 @@ WORKER_CONCURRENCY = 4  # the seeds' production figure ("Celery workers (4 concu
 MAX_TASKS_PER_CHILD = 1000  # a leaking task library is reset every 1,000 tasks ...
 MAX_MEMORY_PER_CHILD_KB = 512_000  # ... or once a child holds 500 MB resident
 SOFT_SHUTDOWN_FRACTION = 0.8  # running tasks get most of the launcher's stop budget
-REDIS_CONFIG = "redis-production.conf"  # in the data dir, mode 0600: holds requirepass
 UVICORN_LOG_CONFIG = "uvicorn-log.json"  # stack/data: uvicorn's loggers as JSON lines
 
 
@@ -115,8 +119,8 @@ def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict
             f"-S stack.beat:LockedScheduler --schedule {data_dir / BEAT_SCHEDULE} "
             "--loglevel INFO"
         ),
-        "flower": (
-            "celery -A stack.celery_app flower --address=127.0.0.1 "
+        "flower": (  # stack.flower: Celery's command line, Flower's /metrics behind its auth
+            "python -m stack.flower -A stack.celery_app flower --address=127.0.0.1 "
             f"--port={settings.flower_port} --logging=none"
         ),
     }
@@ -124,17 +128,9 @@ def production_commands(settings: Settings, commands: Mapping[str, str]) -> dict
 
 
 def redis_command(settings: Settings) -> str:
-    """The local production Redis, its password read from a 0600 file in the data dir
-    (on its command line, `ps` would show it to every local user)."""
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    config = data_dir / REDIS_CONFIG
-    password = redis_password(settings) or ""
-    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
-    config.touch(mode=0o600)
-    config.chmod(0o600)
-    config.write_text(f'requirepass "{escaped}"\n')
-    return shlex.join(redis_foreground_command(settings, config))
+    """The local production Redis: its password read from a 0600 file in the 0700 data
+    dir (on its command line, `ps` would show it to every local user), its AOF 0600."""
+    return redis_line(settings)
 
 
 def flower_env(settings: Settings) -> dict[str, str]:
@@ -165,10 +161,11 @@ def production_services(
     services = dev_services(
         effective, production_commands(effective, commands), redis_running, worker_hostname()
     )
+    private_data_dir(effective)  # 0700 before any process writes into it
     result = []
     for service in services:
-        if service.name == REDIS and not service.external:
-            service = dataclasses.replace(service, command=redis_command(effective))
+        if service.name == REDIS and not service.external:  # ours: no secret in its env
+            service = dataclasses.replace(service, command=redis_command(effective), secrets=None)
         env = {**service.env, **overrides, "STACK_SERVICE": service.name}
         if service.name == "flower":
             env.update(flower_env(effective))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -155,12 +156,14 @@ def test_configured_production_stack_is_ready_and_locked_down(production):
     assert httpx.get(f"{flower}/", auth=("ops", SECRET)).status_code == 200
 
     body = {"name": "diagnostics.echo", "args": ["prod"]}
+    key = {"X-API-Key": SECRET}
     assert httpx.post(f"{api}/tasks", json=body).status_code == 401
-    accepted = httpx.post(f"{api}/tasks", json=body, headers={"X-API-Key": SECRET})
+    accepted = httpx.post(f"{api}/tasks", json=body, headers=key)
     assert accepted.status_code == 202
     status_url = api + accepted.json()["status_url"]
+    assert httpx.get(status_url).status_code == 401  # task data is private in production
     deadline = time.monotonic() + 30
-    while (status := httpx.get(status_url).json())["status"] != "success":
+    while (status := httpx.get(status_url, headers=key).json())["status"] != "success":
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
     assert status["result"] == "prod"
@@ -171,6 +174,106 @@ def test_configured_production_stack_is_ready_and_locked_down(production):
     services = {record["service"] for record in records}
     assert {"redis", "api", "worker", "beat", "flower"} <= services
     assert any(record.get("task_id") == accepted.json()["task_id"] for record in records)
+
+
+# One distinct value per secret, so that a child's environment shows which one it got.
+SECRETS = {
+    "STACK_REDIS_PASSWORD": "redis-password-0123456789abcdef",
+    "STACK_API_KEY": "api-key-0123456789abcdefghijkl",
+    "STACK_FLOWER_BASIC_AUTH": "ops:flower-password-0123456789ab",
+    "STACK_FLOWER_COOKIE_SECRET": "cookie-secret-0123456789abcdefg",
+}
+REDIS_PW, API_KEY, FLOWER_PW, COOKIE = (
+    SECRETS["STACK_REDIS_PASSWORD"],
+    SECRETS["STACK_API_KEY"],
+    SECRETS["STACK_FLOWER_BASIC_AUTH"].partition(":")[2],
+    SECRETS["STACK_FLOWER_COOKIE_SECRET"],
+)
+# Which secret each service may see in its environment (and its every descendant's).
+EXPECTED_SECRETS = {
+    "redis": set(),
+    "api": {API_KEY, REDIS_PW},
+    "worker": {REDIS_PW},
+    "beat": {REDIS_PW},
+    "flower": {FLOWER_PW, COOKIE, REDIS_PW},
+}
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    main = psutil.Process(pid)
+    return [main, *main.children(recursive=True)]
+
+
+def environ_of(process: psutil.Process) -> str:
+    return Path(f"/proc/{process.pid}/environ").read_bytes().decode(errors="replace")
+
+
+def cmdline_of(process: psutil.Process) -> str:
+    return Path(f"/proc/{process.pid}/cmdline").read_bytes().decode(errors="replace")
+
+
+def assert_private(path: Path, mode: int) -> None:
+    assert stat.S_IMODE(path.stat().st_mode) == mode, f"{path}: {oct(path.stat().st_mode)}"
+
+
+def assert_the_data_dir_is_private(data: Path, config: str) -> None:
+    """0700 data dir; the Redis config and the AOF (Redis 6: one file; 7: a dir of parts)
+    its owner's only."""
+    assert_private(data, 0o700)
+    assert_private(data / config, 0o600)
+    aof_dir = data / "appendonlydir"
+    if aof_dir.exists():
+        assert_private(aof_dir, 0o700)
+        parts = list(aof_dir.iterdir())
+    else:
+        parts = [data / "appendonly.aof"]
+    assert parts and all(p.is_file() for p in parts), "redis-server wrote no AOF"
+    for part in parts:
+        assert_private(part, 0o600)
+
+
+def test_production_gives_each_child_only_its_secrets_and_keeps_task_data_private(tmp_path):
+    stack = Stack(clean_env(tmp_path, **SECRETS, STACK_API_WORKERS="2"), tmp_path)
+    try:
+        table = stack.wait_ready()
+        pids = {row["name"]: row["pid"] for row in table["services"]}  # type: ignore[attr-defined]
+        assert set(pids) == set(EXPECTED_SECRETS)
+
+        seen: dict[str, set[str]] = {}
+        for name, pid in pids.items():
+            tree = process_tree(pid)
+            assert name != "api" or len(tree) >= 3  # uvicorn's supervisor and its 2 workers
+            for process in tree:
+                environ = environ_of(process)
+                seen.setdefault(name, set()).update(
+                    s for s in (REDIS_PW, API_KEY, FLOWER_PW, COOKIE) if s in environ
+                )
+                for secret in (REDIS_PW, API_KEY, FLOWER_PW, COOKIE):
+                    assert secret not in cmdline_of(process), (name, process.cmdline())
+        assert seen == EXPECTED_SECRETS
+
+        # No process on the machine shows a secret in its command line (what `ps` shows).
+        for process in psutil.process_iter():
+            try:
+                line = cmdline_of(process)
+            except OSError:
+                continue  # gone meanwhile
+            assert not any(s in line for s in (REDIS_PW, API_KEY, FLOWER_PW, COOKIE)), line
+
+        flower = f"http://127.0.0.1:{stack.env['FLOWER_PORT']}"
+        assert httpx.get(f"{flower}/metrics").status_code == 401
+        assert httpx.get(f"{flower}/healthcheck").status_code == 200  # probes stay open
+        metrics = httpx.get(f"{flower}/metrics", auth=("ops", FLOWER_PW))
+        assert metrics.status_code == 200 and "flower_" in metrics.text
+
+        api = f"http://127.0.0.1:{stack.env['API_PORT']}"
+        assert httpx.get(f"{api}/metrics").status_code == 401
+        bearer = {"Authorization": f"Bearer {API_KEY}"}  # how Prometheus scrapes it
+        assert httpx.get(f"{api}/metrics", headers=bearer).status_code == 200
+
+        assert_the_data_dir_is_private(Path(stack.env["STACK_DATA_DIR"]), "redis.conf")
+    finally:
+        assert stack.stop() == 0
 
 
 def test_an_external_redis_without_a_password_is_refused(stack_redis, tmp_path):

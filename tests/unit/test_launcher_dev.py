@@ -92,3 +92,20 @@ def test_the_stock_redis_line_runs_redis_server_directly_without_a_python_start(
 def test_a_custom_redis_line_runs_as_written():
     redis = build_services(settings(), {"redis": "my-redis --port 1"})[0]
     assert redis.command == "my-redis --port 1"
+
+
+def test_with_a_password_the_dev_redis_line_shows_no_secret_and_gets_none(tmp_path):
+    password = "dev-password-0123456789"
+    dev = settings(STACK_DATA_DIR=str(tmp_path), STACK_REDIS_PASSWORD=password)
+    redis = build_services(dev, load_procfile(REPO_PROCFILE))[0]
+    assert password not in redis.command and "--requirepass" not in redis.command
+    assert redis.command.startswith("umask 077 && exec ")
+    assert (tmp_path / "redis.conf").stat().st_mode & 0o077 == 0
+    env = child_env(dev, {"STACK_REDIS_PASSWORD": password}, redis)
+    assert password not in "\0".join(env.values())
+
+
+def test_a_custom_redis_line_keeps_every_secret_it_may_use():
+    custom = build_services(settings(), {"redis": "redis-server --requirepass $PW"})[0]
+    env = child_env(settings(), {"STACK_REDIS_PASSWORD": "pw-0123456789"}, custom)
+    assert env["STACK_REDIS_PASSWORD"] == "pw-0123456789"

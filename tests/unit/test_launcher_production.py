@@ -1,10 +1,13 @@
 import json
 import logging
+import stat
 from datetime import datetime
+from pathlib import Path
 
 from honcho.printer import Message
 
 from stack.jsonlog import JsonFormatter, JsonLinePrinter, uvicorn_log_config
+from stack.launcher.procfile import load_procfile
 from stack.launcher.production import (
     MAX_TASKS_PER_CHILD,
     WORKER_CONCURRENCY,
@@ -12,9 +15,13 @@ from stack.launcher.production import (
     flower_env,
     production_commands,
     production_overrides,
+    production_services,
     uvicorn_log_config_path,
 )
+from stack.launcher.services import child_env
 from stack.settings import Settings
+
+REPO_PROCFILE = Path(__file__).resolve().parents[2] / "Procfile"
 
 SECRET = "s3cr3t-but-long-enough-0123456789"
 
@@ -59,6 +66,38 @@ def test_flower_secrets_go_to_its_environment_not_its_command_line():
         "FLOWER_COOKIE_SECRET": SECRET,
     }
     assert SECRET not in production_commands(settings, {"flower": "x"})["flower"]
+
+
+def test_production_flower_runs_through_stack_flower_which_guards_its_metrics():
+    flower = production_commands(load(), {"flower": "celery -A x flower"})["flower"]
+    assert flower.startswith("python -m stack.flower -A stack.celery_app flower ")
+
+
+def production_env(tmp_path) -> dict[str, str]:
+    return {
+        "PATH": "/usr/bin",
+        "STACK_DATA_DIR": str(tmp_path / "data"),
+        "STACK_REDIS_PASSWORD": SECRET,
+        "STACK_FLOWER_BASIC_AUTH": f"ops:{SECRET}2",
+        "STACK_FLOWER_COOKIE_SECRET": f"{SECRET}3",
+        "STACK_API_KEY": f"{SECRET}4",
+    }
+
+
+def test_production_redis_runs_from_a_private_data_dir_with_no_secret_in_sight(tmp_path):
+    environ = production_env(tmp_path)
+    settings = Settings.load(environ=environ)
+    services = {s.name: s for s in production_services(settings, load_procfile(REPO_PROCFILE))}
+    redis = services["redis"]
+    assert redis.command.startswith("umask 077 && exec ") and SECRET not in redis.command
+    env = child_env(settings, environ, redis)
+    assert SECRET not in "\0".join(env.values())
+    data = tmp_path / "data"
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "redis.conf").stat().st_mode) == 0o600
+    flower = child_env(settings, environ, services["flower"])
+    assert flower["FLOWER_BASIC_AUTH"] == f"ops:{SECRET}2"
+    assert "STACK_API_KEY" not in flower
 
 
 def test_the_shipped_uvicorn_log_config_matches_the_code():
