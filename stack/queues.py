@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from celery.app.amqp import AMQP
+from celery.app.routes import Router
+from celery.exceptions import QueueNotFound
 from kombu import Exchange, Queue
 
 from stack.errors import UnknownQueue
@@ -101,6 +104,46 @@ def declarations(settings: Settings) -> list[Queue]:
         Queue(name, Exchange(name, type="direct"), routing_key=name)
         for name in physical_names(settings)
     ]
+
+
+class UndeclaredQueue(QueueNotFound, UnknownQueue):  # type: ignore[misc]  # Celery: untyped
+    """A publish to a queue the app does not declare, refused at once (never PENDING for ever).
+
+    Celery's own QueueNotFound (a KeyError), so code catching that still does; a
+    StackError, so the CLI and the API answer it like an unknown queue in submit.
+    """
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        UnknownQueue.__init__(self, name, known)
+
+    def __str__(self) -> str:  # KeyError's str() would quote the whole message
+        return str(self.args[0])
+
+
+class RefusingRouter(Router):  # type: ignore[misc]  # Celery: untyped
+    """Celery's router, whose QueueNotFound names the declared queues and the priority fix."""
+
+    def expand_destination(self, route: Any) -> Any:
+        name = route if isinstance(route, str) else (route or {}).get("queue")
+        try:
+            return super().expand_destination(route)
+        except QueueNotFound as exc:
+            if isinstance(exc, UndeclaredQueue):
+                raise
+            raise UndeclaredQueue(str(name), tuple(self.queues)) from None
+
+
+class StackAMQP(AMQP):  # type: ignore[misc]  # Celery: untyped
+    """The reference app's AMQP: with ``task_create_missing_queues=False`` an undeclared
+    queue (a typo, or a seed's ``queue="normal"``) raises :class:`UndeclaredQueue` at once."""
+
+    def Router(self, queues: Any = None, create_missing: bool | None = None) -> Router:
+        return RefusingRouter(
+            self.routes,
+            queues or self.queues,
+            self.app.either("task_create_missing_queues", create_missing),
+            app=self.app,
+        )
 
 
 def priority_lists(physical_queue: str) -> list[str]:
