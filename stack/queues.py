@@ -146,6 +146,11 @@ class StackAMQP(AMQP):  # type: ignore[misc]  # Celery: untyped
         )
 
 
+def is_reference(app: Any) -> bool:
+    """Whether ``app`` is the reference app (its queues are QUEUES, named logically)."""
+    return isinstance(app.amqp, StackAMQP)
+
+
 def priority_lists(physical_queue: str) -> list[str]:
     """Every Redis list kombu uses for one queue: depth is the sum over all of them."""
     return [

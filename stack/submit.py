@@ -21,8 +21,10 @@ from stack.arguments import check_depth
 from stack.connection import REDIS_ERRORS, translated, unavailable
 from stack.context import context_of
 from stack.deadletter import CLAIMED, REPLAYED, DeadLetterStore
-from stack.errors import DeadLetterNotFound, ReplayInProgress, UnknownTask
+from stack.discovery import app_queues, queue_name
+from stack.errors import DeadLetterNotFound, ReplayInProgress, UnknownQueue, UnknownTask
 from stack.queues import Priority
+from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +44,31 @@ def submit(
 ) -> str:
     """Publish task ``name`` to its queue at ``priority``; return the task id.
 
-    ``queue`` is a logical queue name (None: the task's route); ``task_id`` None:
-    a new one. Raises UnknownTask for a name the app does not register,
-    ArgumentsTooDeep for arguments nested past MAX_ARGUMENT_DEPTH, and
-    BrokerUnavailable when Redis does not take the message within the publish timeout.
+    ``queue`` None: the task's route. For the reference app a logical queue name
+    (``default``, ...); for a user's app one of the app's own queues, and the route
+    is the app's own (the task's ``queue=``, then ``task_routes``, then the default
+    queue), as ``task.apply_async()`` would pick. ``task_id`` None: a new one.
+    Raises UnknownTask for a name the app does not register, UnknownQueue for a
+    queue no worker of the app consumes, ArgumentsTooDeep for arguments nested past
+    MAX_ARGUMENT_DEPTH, and BrokerUnavailable when Redis does not take the message
+    within the publish timeout.
     """
     settings = context_of(app).settings
     if name not in app.tasks:
         raise UnknownTask(name)
     check_depth(args, kwargs or {})
     level = Priority.parse(priority)
-    physical = queues.queue_name(settings, queue or queues.route_for(name))
+    physical = destination(app, settings, name, queue)
+    # The reference app's exchanges are named after their queues; a user's app may route
+    # by exchange and routing key: its Queue (from its task_queues) carries both.
+    routing = {"routing_key": physical} if queues.is_reference(app) else {}
     try:
         result = app.send_task(
             name,
             args=list(args),
             kwargs=dict(kwargs or {}),
             queue=physical,
-            routing_key=physical,
+            **routing,
             priority=level.value,
             countdown=countdown_s,
             task_id=task_id,
@@ -74,6 +83,33 @@ def submit(
             "REDIS_URL / CELERY_BROKER_URL",
         ) from exc
     return str(result.id)
+
+
+def destination(app: Celery, settings: Settings, name: str, queue: str | None) -> str:
+    """The queue ``name`` is published to: see :func:`submit`."""
+    if queues.is_reference(app):
+        return queues.queue_name(settings, queue or queues.route_for(name))
+    if queue is not None:
+        known = app_queues(app)
+        # A router function decides at publish time: its queues cannot be listed, so trust.
+        if queue not in known.names and not known.notes:
+            raise UnknownQueue(queue, known.names)
+        return queue
+    return route_of(app, name)
+
+
+def route_of(app: Celery, name: str) -> str:
+    """The queue the app's own router picks for task ``name``, with the task's own options.
+
+    ``app.amqp.router.route({}, name)`` alone misses a task's ``queue=`` (Celery merges
+    the task's options in ``apply_async``, before routing): they are passed in here.
+    """
+    task = app.tasks[name]
+    own = getattr(task, "queue", None)
+    options: dict[str, Any] = {} if own is None else {"queue": own}
+    route = app.amqp.router.route(options, name, task_type=task)
+    found = queue_name(route.get("queue"))
+    return found or str(app.conf.task_default_queue)
 
 
 @dataclass(frozen=True)
