@@ -165,7 +165,11 @@ def install_stack(app: Celery, settings: Settings) -> Celery:
     """
     retry.validate(settings)
     rate_limits(settings)
-    app.conf.update(broker_settings(settings))
+    conf = broker_settings(settings)
+    app.conf.update(conf)
+    # Celery's conf.result_backend prefers CELERY_RESULT_BACKEND from the environment (which
+    # `up` gives every child, for apps that hard-code another backend): the class wins here.
+    app.backend_cls = conf["result_backend"]
     bind(app, settings)
     importlib.import_module(DIAGNOSTICS_MODULE)
     app.loader.import_default_modules()

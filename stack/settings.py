@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias=_env("STACK_RATE_LIMITS")
     )
 
-    # Workers.
+    # Workers. The queues `up`'s worker consumes (its -Q): None, every queue the app sends to.
+    worker_queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, validation_alias=_env("STACK_WORKER_QUEUES")
+    )
     worker_concurrency: int = Field(2, ge=1, validation_alias=_env("STACK_WORKER_CONCURRENCY"))
     worker_max_tasks_per_child: int | None = Field(
         None, ge=1, validation_alias=_env("STACK_WORKER_MAX_TASKS_PER_CHILD")
@@ -209,6 +212,14 @@ class Settings(BaseSettings):
     def _delays_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(delay < 0 for delay in value):
             raise ValueError("expected at least one delay, none negative, e.g. 60,300,900")
+        return value
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _parse_queue_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            return names or None
         return value
 
     @field_validator("rate_limits", mode="before")

@@ -7,6 +7,7 @@ for a moment. Every process but Redis needs Redis first.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import socket
@@ -22,7 +23,7 @@ from stack.checks.probes import (
     StayedUp,
     WorkerPing,
 )
-from stack.connection import redact
+from stack.connection import redact, url_with_password
 from stack.launcher.reclaim import UnackedReclaimer
 from stack.launcher.services import REDIS, Port, Service
 from stack.queues import physical_names
@@ -89,8 +90,12 @@ def api_service(line: Line) -> Service:
 
 
 def worker_service(line: Line) -> Service:
-    """Restarted after a death, it first gets back what its predecessor held unacked."""
-    queues = physical_names(line.settings)
+    """Restarted after a death, it first gets back what its predecessor held unacked.
+
+    It consumes STACK_WORKER_QUEUES: for a user's app, the queues discovery read from it
+    (`up` sets them); unset, the reference app's four queues."""
+    settings = line.settings
+    queues = list(settings.worker_queues) if settings.worker_queues else physical_names(settings)
     return Service(
         line.name,
         line.command,
@@ -137,10 +142,15 @@ def dev_services(
     redis_running: bool = False,
     hostname: str | None = None,
 ) -> list[Service]:
-    """The dev stack in Procfile order: Redis first, every other process needs it."""
+    """The dev stack in Procfile order: Redis first, every other process needs it.
+
+    Every process is given the stack's Redis as CELERY_BROKER_URL and CELERY_RESULT_BACKEND
+    too: Celery prefers them to an app's own configuration, so a Procfile line running a
+    user's app that hard-codes ``broker='amqp://...'`` uses the stack's Redis.
+    """
     requires = (REDIS,) if REDIS in commands else ()
     host = hostname or worker_hostname()
-    return [
+    services = [
         BUILDERS.get(name, other_service)(
             Line(
                 name,
@@ -153,3 +163,19 @@ def dev_services(
         )
         for name, command in commands.items()
     ]
+    redirect = broker_env(settings)
+    return [
+        s if s.name == REDIS else dataclasses.replace(s, env={**redirect, **s.env})
+        for s in services
+    ]
+
+
+def broker_env(settings: Settings) -> dict[str, str]:
+    """The stack's Redis in Celery's own variables (not in production: there every line is
+    the stack's own app, and the URL may carry the password into every environment)."""
+    if settings.profile == "production":
+        return {}
+    return {
+        "CELERY_BROKER_URL": url_with_password(settings.broker_url, settings),
+        "CELERY_RESULT_BACKEND": url_with_password(settings.result_backend, settings),
+    }

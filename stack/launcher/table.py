@@ -52,6 +52,15 @@ def render_table(rows: Sequence[dict[str, Any]], total_s: float) -> str:
     return "\n".join(body)
 
 
-def render_json(rows: Sequence[dict[str, Any]], total_s: float) -> str:
+def render_json(
+    rows: Sequence[dict[str, Any]], total_s: float, warnings: Sequence[str] = ()
+) -> str:
     """One line of JSON: the first line a script reads from `up --json`."""
-    return json.dumps({"ready": True, "ready_after_s": round(total_s, 3), "services": list(rows)})
+    return json.dumps(
+        {
+            "ready": True,
+            "ready_after_s": round(total_s, 3),
+            "services": list(rows),
+            "warnings": list(warnings),
+        }
+    )
