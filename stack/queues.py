@@ -171,19 +171,23 @@ def route_for(task_name: str) -> str:
     return DEFAULT_QUEUE
 
 
-def queue_depths(client: redis.Redis[bytes], settings: Settings) -> dict[str, int]:
-    """Messages waiting in each logical queue, summed over its priority lists (one round trip).
+def queue_depths(
+    client: redis.Redis[bytes], settings: Settings, names: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Messages waiting in each queue, summed over its priority lists (one round trip).
 
-    A plain LLEN of the queue name sees only the ``critical`` list. Messages a
-    worker holds (running, prefetched, waiting for a countdown) are unacked
+    ``names`` maps the name shown to the physical queue (default: the reference app's
+    logical QUEUES). A plain LLEN of the queue name sees only the ``critical`` list.
+    Messages a worker holds (running, prefetched, waiting for a countdown) are unacked
     instead: see :func:`unacked_count`.
     """
+    shown = names if names is not None else {q: physical_name(settings, q) for q in QUEUES}
     pipe = client.pipeline(transaction=False)
-    for queue in physical_names(settings):
+    for queue in shown.values():
         for key in priority_lists(queue):
             pipe.llen(key)
     counts = iter(pipe.execute())
-    return {queue: sum(int(next(counts)) for _ in PRIORITY_STEPS) for queue in QUEUES}
+    return {name: sum(int(next(counts)) for _ in PRIORITY_STEPS) for name in shown}
 
 
 def unacked_count(client: redis.Redis[bytes]) -> int:
