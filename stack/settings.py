@@ -169,6 +169,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias=_env("STACK_MAX_BODY_BYTES"))
     task_serializer: str = Field("json", validation_alias=_env("STACK_TASK_SERIALIZER"))
 
+    # How a submitted task runs (the seeds' rollback plan): celery (queued for a worker),
+    # direct (in the submitting process, no Redis, no worker), auto (celery while the broker
+    # answers, else direct with a warning). Production refuses direct and auto.
+    execution: Literal["celery", "direct", "auto"] = Field(
+        "celery", validation_alias=_env("STACK_EXECUTION")
+    )
+
     # Seconds a publish may retry before the caller gets BrokerUnavailable.
     publish_timeout_s: float = Field(3.0, gt=0, validation_alias=_env("STACK_PUBLISH_TIMEOUT"))
 

@@ -16,13 +16,19 @@ from typing import Any
 
 from celery import Celery
 
-from stack import queues
+from stack import direct, queues
 from stack.arguments import check_depth
-from stack.connection import REDIS_ERRORS, translated, unavailable
+from stack.connection import REDIS_ERRORS, redact, translated, unavailable
 from stack.context import context_of
 from stack.deadletter import CLAIMED, REPLAYED, DeadLetterStore
 from stack.discovery import app_queues, queue_name
-from stack.errors import DeadLetterNotFound, ReplayInProgress, UnknownQueue, UnknownTask
+from stack.errors import (
+    BrokerUnavailable,
+    DeadLetterNotFound,
+    ReplayInProgress,
+    UnknownQueue,
+    UnknownTask,
+)
 from stack.queues import Priority
 from stack.settings import Settings
 
@@ -51,7 +57,9 @@ def submit(
     Raises UnknownTask for a name the app does not register, UnknownQueue for a
     queue no worker of the app consumes, ArgumentsTooDeep for arguments nested past
     MAX_ARGUMENT_DEPTH, and BrokerUnavailable when Redis does not take the message
-    within the publish timeout.
+    within the publish timeout. STACK_EXECUTION=direct runs the task in this process
+    instead (:mod:`stack.direct`; ``countdown_s`` and the queue are then moot), and
+    ``auto`` does so, with a warning, whenever the broker does not answer.
     """
     settings = context_of(app).settings
     if name not in app.tasks:
@@ -59,6 +67,51 @@ def submit(
     check_depth(args, kwargs or {})
     level = Priority.parse(priority)
     physical = destination(app, settings, name, queue)
+    if settings.execution == "direct":
+        return direct.start(app, settings, name, args, kwargs or {}, task_id or str(uuid.uuid4()))
+    if settings.execution == "auto" and not direct.broker_answers(settings):
+        return _fall_back(app, settings, name, args, kwargs, task_id, "does not answer PING")
+    try:
+        return _publish(app, settings, name, args, kwargs, physical, level, countdown_s, task_id)
+    except BrokerUnavailable as exc:
+        if settings.execution != "auto":
+            raise
+        return _fall_back(app, settings, name, args, kwargs, task_id, str(exc))
+
+
+def _fall_back(
+    app: Celery,
+    settings: Settings,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    task_id: str | None,
+    why: str,
+) -> str:
+    """STACK_EXECUTION=auto with the broker down: run it here, and say so every time."""
+    task_id = task_id or str(uuid.uuid4())
+    logger.warning(
+        "STACK_EXECUTION=auto: broker %s %s; running %s[%s] directly in this process "
+        "(no retries, no dead letter)",
+        redact(settings.broker_url),
+        why,
+        name,
+        task_id,
+    )
+    return direct.start(app, settings, name, args, kwargs or {}, task_id)
+
+
+def _publish(
+    app: Celery,
+    settings: Settings,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    physical: str,
+    level: Priority,
+    countdown_s: float | None,
+    task_id: str | None,
+) -> str:
     # The reference app's exchanges are named after their queues; a user's app may route
     # by exchange and routing key: its Queue (from its task_queues) carries both.
     routing = {"routing_key": physical} if queues.is_reference(app) else {}
