@@ -24,6 +24,12 @@ from stack.checks.probes import (
     WorkerPing,
 )
 from stack.connection import redact, url_with_password
+from stack.launcher.celery_lines import (
+    HOSTNAME_OPTIONS,
+    celery_line,
+    expand_hostname,
+    with_hostname,
+)
 from stack.launcher.reclaim import UnackedReclaimer
 from stack.launcher.services import REDIS, Port, Service
 from stack.queues import physical_names
@@ -32,6 +38,7 @@ from stack.settings import Settings
 
 BEAT_SCHEDULE = "celerybeat-schedule"
 BEAT_STARTED = "beat: Starting..."  # logged at INFO once beat runs, whatever its scheduler
+BEAT_BANNER = "celery beat v"  # printed at any log level as beat starts
 # The stock Redis lines: `up` runs the redis-server they would exec, minus a Python start.
 STOCK_REDIS_LINES = ("python -m stack redis", "celery-stack redis")
 
@@ -108,19 +115,64 @@ def worker_service(line: Line) -> Service:
 
 
 def beat_service(line: Line) -> Service:
+    """Ready once its schedule file is written, or it logged its start (INFO) or printed its
+    banner (any log level: a user's beat line may keep Celery's WARNING)."""
     data_dir = line.settings.data_dir.resolve()
-    return Service(
-        line.name,
-        line.command,
-        AnyOf((FileWritten(data_dir, f"{BEAT_SCHEDULE}*"), LogLine(BEAT_STARTED))),
-        str(data_dir / BEAT_SCHEDULE),
-        requires=line.requires,
+    probes = (
+        FileWritten(data_dir, f"{BEAT_SCHEDULE}*"),
+        LogLine(BEAT_STARTED),
+        LogLine(BEAT_BANNER),
     )
+    parsed = celery_line(line.command)
+    own = parsed.option("-s", "--schedule") if parsed is not None else None
+    schedule = own if own is not None and "$" not in own else str(data_dir / BEAT_SCHEDULE)
+    return Service(line.name, line.command, AnyOf(probes), schedule, requires=line.requires)
 
 
 def flower_service(line: Line) -> Service:
+    """Ready when /healthcheck answers on its port: the line's own --port when it names one."""
+    parsed = celery_line(line.command)
+    given = parsed.option("--port") if parsed is not None else None
+    if given is not None and given.isdigit():
+        variable = f"the --port of Procfile line {line.name!r}"
+        return http_service(line, "127.0.0.1", int(given), variable, "/healthcheck", "/")
     port = line.settings.flower_port
     return http_service(line, "127.0.0.1", port, "FLOWER_PORT", "/healthcheck", "/")
+
+
+def user_worker_service(line: Line) -> Service:
+    """A user's own worker line: gated on a ping to its node name, given one when it has none
+    (Celery's default celery@host would not tell two workers, or a stale one, apart)."""
+    parsed = celery_line(line.command)
+    given = parsed.option(*HOSTNAME_OPTIONS) if parsed is not None else None
+    command = line.command
+    if given is None:
+        hostname = f"{line.name}-{os.getpid()}@{socket.gethostname()}"
+        command = with_hostname(command, hostname)
+    else:
+        expanded = expand_hostname(given)
+        if expanded is None:  # an environment variable picks it: only the process knows
+            return other_service(line)
+        hostname = expanded
+    probe = WorkerPing(line.settings, hostname)
+    return Service(line.name, command, probe, hostname, requires=line.requires)
+
+
+def builder_for(name: str, command: str) -> Callable[[Line], Service]:
+    """The stack's names keep their builders (a `worker` line without the stack's hostname
+    variable is a user's worker); any other line running Celery is gated by what it runs."""
+    if name == "worker" and "STACK_WORKER_HOSTNAME" not in command:
+        return user_worker_service if celery_line(command) is not None else other_service
+    if name in BUILDERS:
+        return BUILDERS[name]
+    parsed = celery_line(command)
+    if parsed is None:
+        return other_service
+    return {
+        "worker": user_worker_service,
+        "beat": beat_service,
+        "flower": flower_service,
+    }[parsed.subcommand]
 
 
 def other_service(line: Line) -> Service:
@@ -151,7 +203,7 @@ def dev_services(
     requires = (REDIS,) if REDIS in commands else ()
     host = hostname or worker_hostname()
     services = [
-        BUILDERS.get(name, other_service)(
+        builder_for(name, command)(
             Line(
                 name,
                 command,

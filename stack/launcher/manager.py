@@ -29,6 +29,7 @@ from honcho.printer import Message, Printer
 from honcho.process import Process
 
 from stack.checks.probes import safe_check, safe_close, safe_warm
+from stack.connection import redact
 from stack.errors import ServiceFailed
 from stack.launcher.process_tree import ProcessTree
 from stack.launcher.procfile import SYSTEM
@@ -354,8 +355,12 @@ class Launcher:
 
     def _show_table(self) -> None:
         total = self._clock() - self.started
-        rows, notes = self.rows(), self.warnings
-        text = render_json(rows, total, notes) if self.as_json else render_table(rows, total)
+        rows, notes, broker = self.rows(), self.warnings, redact(self.settings.broker_url)
+        text = (
+            render_json(rows, total, notes, broker)
+            if self.as_json
+            else render_table(rows, total, broker)
+        )
         with contextlib.suppress(OSError, ValueError):
             print(text, file=self.table_output, flush=True)
 

@@ -32,6 +32,7 @@ from stack.launcher.app_lines import (
     no_app_error,
     with_redis,
 )
+from stack.launcher.celery_lines import celery_line
 from stack.launcher.consumers import QueueCheck
 from stack.launcher.manager import STOP_SIGNALS, Launcher
 from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile
@@ -141,13 +142,33 @@ def launch_lines(
             return load_procfile(chosen), settings, None
         return load_procfile(chosen), app_settings(settings, found), found
     if app is None:
-        return load_procfile(chosen), settings, None
+        lines = load_procfile(chosen)
+        ref = procfile_app(lines)
+        if ref is None:
+            return lines, settings, None
+        try:  # the Procfile's own app: its queues for the check, its tasks for the API
+            found = discover_app(ref, settings, root)
+        except DiscoveryError as exc:
+            say(f"the Procfile's workers run -A {ref}, which cannot be read here ({exc})")
+            return lines, settings, None
+        return lines, app_settings(settings, found), found
     found = discover_app(app, settings, root)
     settings = app_settings(settings, found)
     for note in found.notes:
         say(f"{found.ref}: {note}")
     lines = load_procfile(chosen) if explicit else app_lines(settings, found)
     return lines, settings, found
+
+
+def procfile_app(lines: dict[str, str]) -> str | None:
+    """The one app (``-A``) the Procfile's Celery workers run, unless it is the stack's own."""
+    apps = set()
+    for command in lines.values():
+        parsed = celery_line(command)
+        if parsed is not None and parsed.subcommand == "worker" and parsed.app:
+            apps.add(parsed.app)
+    apps -= {"stack.celery_app", REFERENCE_APP}
+    return apps.pop() if len(apps) == 1 else None
 
 
 def queue_check(

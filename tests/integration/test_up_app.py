@@ -195,6 +195,11 @@ def test_up_runs_the_projects_own_procfile_on_the_stacks_redis(up, ledger, tmp_p
     assert [s["name"] for s in table["services"]] == ["redis", "jobs", "clock", "api"]
     assert {s["state"] for s in table["services"]} == {"ready"}
     assert "no redis line: the stack serves Redis at" in stack.log
+    assert table["broker"] == stack.env["REDIS_URL"]
+    assert table["warnings"] == []
+    jobs = table["services"][1]["url"]  # gated on a ping to the node name it was given
+    assert jobs.startswith("jobs-") and f"jobs ready (celery ping to {jobs})" in stack.log
+    assert "clock ready" in stack.log
 
     sent = send_from_the_projects_code(ledger, stack)
     assert sent.returncode == 0, sent.stderr[-3000:] + stack.log[-3000:]
@@ -214,3 +219,14 @@ def test_up_without_a_procfile_or_an_app_says_how_to_give_one(up, tmp_path):
     assert "no Procfile in" in stack.log and "--app MODULE[:ATTR]" in stack.log
     assert "Traceback" not in stack.log
     assert os.listdir(empty) == []
+
+
+def test_up_names_the_queue_a_procfiles_worker_leaves_unconsumed(up, ledger):
+    procfile = ledger / "Procfile.celery-only"
+    procfile.write_text("jobs: celery -A ledger worker -Q celery --loglevel INFO\n")
+    stack = up("--procfile", str(procfile), cwd=ledger)
+    table = stack.wait_ready()
+    (warning,) = table["warnings"]
+    assert "queue 'reconciliation' is consumed by no worker of this stack" in warning
+    assert "(-Q celery)" in warning and "task_routes" in warning
+    stop_and_leave_nothing(stack)
