@@ -13,7 +13,9 @@ The dev builders then give those lines their probes as for any Procfile.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +70,8 @@ def discover_app(ref: str, settings: Settings, root: Path | None = None) -> Disc
             return DiscoveredApp(REFERENCE_APP, app_queues(app), periodic(app), roots)
         finally:
             app.close()
-    with on_sys_path(roots):
+    # What the user's modules print on import goes to stderr: `up --json`'s stdout is the table.
+    with on_sys_path(roots), contextlib.redirect_stdout(sys.stderr):
         resolved, app = import_app_ref(ref, roots)
         try:
             late = prepare(app)
