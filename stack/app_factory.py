@@ -108,7 +108,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queue_max_priority": max(PRIORITY_STEPS),
         "task_queues": queues.declarations(settings),
         "task_routes": queues.task_routes(settings),
-        "task_create_missing_queues": True,
+        # An undeclared queue is refused at publish (queues.UndeclaredQueue), not created
+        # for no worker to consume: a seed's queue="normal" would stay PENDING for ever.
+        "task_create_missing_queues": False,
         "worker_send_task_events": settings.task_events,
         "task_send_sent_event": settings.task_events,
         "worker_concurrency": settings.worker_concurrency,
@@ -144,7 +146,9 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
 
 def create_celery_app(settings: Settings) -> Celery:
     """The reference app: every seed feature configured from ``settings``."""
-    app = Celery("stack", task_cls="stack.task:StackTask", set_as_current=False)
+    app = Celery(
+        "stack", task_cls="stack.task:StackTask", amqp=queues.StackAMQP, set_as_current=False
+    )
     app.conf.update(celery_config(settings))
     app.conf.include = list(TASK_MODULES)
     return install_stack(app, settings)
@@ -161,7 +165,11 @@ def install_stack(app: Celery, settings: Settings) -> Celery:
     """
     retry.validate(settings)
     rate_limits(settings)
-    app.conf.update(broker_settings(settings))
+    conf = broker_settings(settings)
+    app.conf.update(conf)
+    # Celery's conf.result_backend prefers CELERY_RESULT_BACKEND from the environment (which
+    # `up` gives every child, for apps that hard-code another backend): the class wins here.
+    app.backend_cls = conf["result_backend"]
     bind(app, settings)
     importlib.import_module(DIAGNOSTICS_MODULE)
     app.loader.import_default_modules()

@@ -28,12 +28,22 @@ class UnknownTask(StackError):
         self.name = name
 
 
+PRIORITY_NAMES = ("critical", "high", "normal", "low")
+PRIORITY_HINT = "priority is set with priority= (critical, high, normal, low, or 0-9), not queue="
+
+
 class UnknownQueue(StackError):
-    """A queue name outside the configured queues."""
+    """A queue name outside the configured queues (a seed's ``queue="normal"`` among them)."""
 
     def __init__(self, name: str, known: tuple[str, ...]) -> None:
-        super().__init__(f"unknown queue {name!r}: expected one of {', '.join(known)}")
+        lead = (
+            f"{name!r} is a priority, not a queue: " if str(name).lower() in PRIORITY_NAMES else ""
+        )
+        super().__init__(
+            f"unknown queue {name!r}: expected one of {', '.join(known)} ({lead}{PRIORITY_HINT})"
+        )
         self.name = name
+        self.known = known
 
 
 class DeadLetterNotFound(StackError):

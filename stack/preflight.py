@@ -200,6 +200,19 @@ def check_visibility_timeout(settings: Settings, environ: Mapping[str, str]) -> 
 
 
 Check = Callable[[Settings, Mapping[str, str]], Iterable[Finding]]
+
+
+def check_execution(settings: Settings, environ: Mapping[str, str]) -> Iterable[Finding]:
+    if settings.execution != "celery":
+        yield Finding(
+            f"STACK_EXECUTION={settings.execution} runs tasks in the submitting process "
+            "(no queue, no retries, no dead letters, status kept in that process's memory)",
+            "unset STACK_EXECUTION (or set it to celery): direct execution is a dev and "
+            "rollback tool",
+            "STACK_EXECUTION",
+        )
+
+
 CHECKS: list[Check] = [
     check_redis_password,
     check_redis_transport,
@@ -208,6 +221,7 @@ CHECKS: list[Check] = [
     check_api_key,
     check_serializer,
     check_visibility_timeout,
+    check_execution,
 ]
 
 

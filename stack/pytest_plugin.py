@@ -34,6 +34,7 @@ from stack.app_factory import REFERENCE_APP, load_app
 from stack.connection import redis_client
 from stack.context import context_of
 from stack.deadletter import DeadLetterStore
+from stack.discovery import worker_queues
 from stack.errors import SettingsError
 from stack.harness.backend_choice import (
     BackendChoice,
@@ -272,11 +273,16 @@ def _settings_variables() -> set[str]:
     return names
 
 
-def physical_queues(settings: Settings, names: Sequence[str] | None) -> list[str] | None:
+def physical_queues(
+    settings: Settings, names: Sequence[str] | None, app: Celery | None = None
+) -> list[str] | None:
     """Queues a worker consumes: the reference app's logical names get the per-worker
-    prefix; a user app's queue names are its own (None: the app's defaults)."""
+    prefix; a user app's queue names are its own (None: every queue ``app`` sends to, as
+    :func:`stack.discovery.worker_queues` reads them; without an app, Celery's default)."""
     if settings.celery_app != REFERENCE_APP:
-        return list(names) if names else None
+        if names:
+            return list(names)
+        return worker_queues(app) if app is not None else None
     return physical_names(settings, names or QUEUES)
 
 
@@ -303,7 +309,7 @@ def stack_worker(
         extra_args: Sequence[str] = (),
         wait: bool = True,
     ) -> WorkerProcess:
-        physical = physical_queues(stack_settings, queues)
+        physical = physical_queues(stack_settings, queues, stack_app)
         worker = WorkerProcess(
             app=stack_app,
             env=env,

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from celery.app.amqp import AMQP
+from celery.app.routes import Router
+from celery.exceptions import QueueNotFound
 from kombu import Exchange, Queue
 
 from stack.errors import UnknownQueue
@@ -103,6 +106,51 @@ def declarations(settings: Settings) -> list[Queue]:
     ]
 
 
+class UndeclaredQueue(QueueNotFound, UnknownQueue):  # type: ignore[misc]  # Celery: untyped
+    """A publish to a queue the app does not declare, refused at once (never PENDING for ever).
+
+    Celery's own QueueNotFound (a KeyError), so code catching that still does; a
+    StackError, so the CLI and the API answer it like an unknown queue in submit.
+    """
+
+    def __init__(self, name: str, known: tuple[str, ...]) -> None:
+        UnknownQueue.__init__(self, name, known)
+
+    def __str__(self) -> str:  # KeyError's str() would quote the whole message
+        return str(self.args[0])
+
+
+class RefusingRouter(Router):  # type: ignore[misc]  # Celery: untyped
+    """Celery's router, whose QueueNotFound names the declared queues and the priority fix."""
+
+    def expand_destination(self, route: Any) -> Any:
+        name = route if isinstance(route, str) else (route or {}).get("queue")
+        try:
+            return super().expand_destination(route)
+        except QueueNotFound as exc:
+            if isinstance(exc, UndeclaredQueue):
+                raise
+            raise UndeclaredQueue(str(name), tuple(self.queues)) from None
+
+
+class StackAMQP(AMQP):  # type: ignore[misc]  # Celery: untyped
+    """The reference app's AMQP: with ``task_create_missing_queues=False`` an undeclared
+    queue (a typo, or a seed's ``queue="normal"``) raises :class:`UndeclaredQueue` at once."""
+
+    def Router(self, queues: Any = None, create_missing: bool | None = None) -> Router:
+        return RefusingRouter(
+            self.routes,
+            queues or self.queues,
+            self.app.either("task_create_missing_queues", create_missing),
+            app=self.app,
+        )
+
+
+def is_reference(app: Any) -> bool:
+    """Whether ``app`` is the reference app (its queues are QUEUES, named logically)."""
+    return isinstance(app.amqp, StackAMQP)
+
+
 def priority_lists(physical_queue: str) -> list[str]:
     """Every Redis list kombu uses for one queue: depth is the sum over all of them."""
     return [
@@ -123,19 +171,23 @@ def route_for(task_name: str) -> str:
     return DEFAULT_QUEUE
 
 
-def queue_depths(client: redis.Redis[bytes], settings: Settings) -> dict[str, int]:
-    """Messages waiting in each logical queue, summed over its priority lists (one round trip).
+def queue_depths(
+    client: redis.Redis[bytes], settings: Settings, names: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Messages waiting in each queue, summed over its priority lists (one round trip).
 
-    A plain LLEN of the queue name sees only the ``critical`` list. Messages a
-    worker holds (running, prefetched, waiting for a countdown) are unacked
+    ``names`` maps the name shown to the physical queue (default: the reference app's
+    logical QUEUES). A plain LLEN of the queue name sees only the ``critical`` list.
+    Messages a worker holds (running, prefetched, waiting for a countdown) are unacked
     instead: see :func:`unacked_count`.
     """
+    shown = names if names is not None else {q: physical_name(settings, q) for q in QUEUES}
     pipe = client.pipeline(transaction=False)
-    for queue in physical_names(settings):
+    for queue in shown.values():
         for key in priority_lists(queue):
             pipe.llen(key)
     counts = iter(pipe.execute())
-    return {queue: sum(int(next(counts)) for _ in PRIORITY_STEPS) for queue in QUEUES}
+    return {name: sum(int(next(counts)) for _ in PRIORITY_STEPS) for name in shown}
 
 
 def unacked_count(client: redis.Redis[bytes]) -> int:

@@ -134,7 +134,10 @@ class Settings(BaseSettings):
         default_factory=dict, validation_alias=_env("STACK_RATE_LIMITS")
     )
 
-    # Workers.
+    # Workers. The queues `up`'s worker consumes (its -Q): None, every queue the app sends to.
+    worker_queues: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None, validation_alias=_env("STACK_WORKER_QUEUES")
+    )
     worker_concurrency: int = Field(2, ge=1, validation_alias=_env("STACK_WORKER_CONCURRENCY"))
     worker_max_tasks_per_child: int | None = Field(
         None, ge=1, validation_alias=_env("STACK_WORKER_MAX_TASKS_PER_CHILD")
@@ -165,6 +168,13 @@ class Settings(BaseSettings):
     log_redact: bool | None = Field(None, validation_alias=_env("STACK_LOG_REDACT"))
     max_body_bytes: int = Field(1_048_576, ge=1, validation_alias=_env("STACK_MAX_BODY_BYTES"))
     task_serializer: str = Field("json", validation_alias=_env("STACK_TASK_SERIALIZER"))
+
+    # How a submitted task runs (the seeds' rollback plan): celery (queued for a worker),
+    # direct (in the submitting process, no Redis, no worker), auto (celery while the broker
+    # answers, else direct with a warning). Production refuses direct and auto.
+    execution: Literal["celery", "direct", "auto"] = Field(
+        "celery", validation_alias=_env("STACK_EXECUTION")
+    )
 
     # Seconds a publish may retry before the caller gets BrokerUnavailable.
     publish_timeout_s: float = Field(3.0, gt=0, validation_alias=_env("STACK_PUBLISH_TIMEOUT"))
@@ -209,6 +219,14 @@ class Settings(BaseSettings):
     def _delays_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or any(delay < 0 for delay in value):
             raise ValueError("expected at least one delay, none negative, e.g. 60,300,900")
+        return value
+
+    @field_validator("worker_queues", mode="before")
+    @classmethod
+    def _parse_queue_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = tuple(part.strip() for part in value.split(",") if part.strip())
+            return names or None
         return value
 
     @field_validator("rate_limits", mode="before")

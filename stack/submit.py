@@ -16,13 +16,21 @@ from typing import Any
 
 from celery import Celery
 
-from stack import queues
+from stack import direct, queues
 from stack.arguments import check_depth
-from stack.connection import REDIS_ERRORS, translated, unavailable
+from stack.connection import REDIS_ERRORS, redact, translated, unavailable
 from stack.context import context_of
 from stack.deadletter import CLAIMED, REPLAYED, DeadLetterStore
-from stack.errors import DeadLetterNotFound, ReplayInProgress, UnknownTask
+from stack.discovery import app_queues, queue_name
+from stack.errors import (
+    BrokerUnavailable,
+    DeadLetterNotFound,
+    ReplayInProgress,
+    UnknownQueue,
+    UnknownTask,
+)
 from stack.queues import Priority
+from stack.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +50,78 @@ def submit(
 ) -> str:
     """Publish task ``name`` to its queue at ``priority``; return the task id.
 
-    ``queue`` is a logical queue name (None: the task's route); ``task_id`` None:
-    a new one. Raises UnknownTask for a name the app does not register,
-    ArgumentsTooDeep for arguments nested past MAX_ARGUMENT_DEPTH, and
-    BrokerUnavailable when Redis does not take the message within the publish timeout.
+    ``queue`` None: the task's route. For the reference app a logical queue name
+    (``default``, ...); for a user's app one of the app's own queues, and the route
+    is the app's own (the task's ``queue=``, then ``task_routes``, then the default
+    queue), as ``task.apply_async()`` would pick. ``task_id`` None: a new one.
+    Raises UnknownTask for a name the app does not register, UnknownQueue for a
+    queue no worker of the app consumes, ArgumentsTooDeep for arguments nested past
+    MAX_ARGUMENT_DEPTH, and BrokerUnavailable when Redis does not take the message
+    within the publish timeout. STACK_EXECUTION=direct runs the task in this process
+    instead (:mod:`stack.direct`; ``countdown_s`` and the queue are then moot), and
+    ``auto`` does so, with a warning, whenever the broker does not answer.
     """
     settings = context_of(app).settings
     if name not in app.tasks:
         raise UnknownTask(name)
     check_depth(args, kwargs or {})
     level = Priority.parse(priority)
-    physical = queues.queue_name(settings, queue or queues.route_for(name))
+    physical = destination(app, settings, name, queue)
+    if settings.execution == "direct":
+        return direct.start(app, settings, name, args, kwargs or {}, task_id or str(uuid.uuid4()))
+    if settings.execution == "auto" and not direct.broker_answers(settings):
+        return _fall_back(app, settings, name, args, kwargs, task_id, "does not answer PING")
+    try:
+        return _publish(app, settings, name, args, kwargs, physical, level, countdown_s, task_id)
+    except BrokerUnavailable as exc:
+        if settings.execution != "auto":
+            raise
+        return _fall_back(app, settings, name, args, kwargs, task_id, str(exc))
+
+
+def _fall_back(
+    app: Celery,
+    settings: Settings,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    task_id: str | None,
+    why: str,
+) -> str:
+    """STACK_EXECUTION=auto with the broker down: run it here, and say so every time."""
+    task_id = task_id or str(uuid.uuid4())
+    logger.warning(
+        "STACK_EXECUTION=auto: broker %s %s; running %s[%s] directly in this process "
+        "(no retries, no dead letter)",
+        redact(settings.broker_url),
+        why,
+        name,
+        task_id,
+    )
+    return direct.start(app, settings, name, args, kwargs or {}, task_id)
+
+
+def _publish(
+    app: Celery,
+    settings: Settings,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any] | None,
+    physical: str,
+    level: Priority,
+    countdown_s: float | None,
+    task_id: str | None,
+) -> str:
+    # The reference app's exchanges are named after their queues; a user's app may route
+    # by exchange and routing key: its Queue (from its task_queues) carries both.
+    routing = {"routing_key": physical} if queues.is_reference(app) else {}
     try:
         result = app.send_task(
             name,
             args=list(args),
             kwargs=dict(kwargs or {}),
             queue=physical,
-            routing_key=physical,
+            **routing,
             priority=level.value,
             countdown=countdown_s,
             task_id=task_id,
@@ -74,6 +136,33 @@ def submit(
             "REDIS_URL / CELERY_BROKER_URL",
         ) from exc
     return str(result.id)
+
+
+def destination(app: Celery, settings: Settings, name: str, queue: str | None) -> str:
+    """The queue ``name`` is published to: see :func:`submit`."""
+    if queues.is_reference(app):
+        return queues.queue_name(settings, queue or queues.route_for(name))
+    if queue is not None:
+        known = app_queues(app)
+        # A router function decides at publish time: its queues cannot be listed, so trust.
+        if queue not in known.names and not known.notes:
+            raise UnknownQueue(queue, known.names)
+        return queue
+    return route_of(app, name)
+
+
+def route_of(app: Celery, name: str) -> str:
+    """The queue the app's own router picks for task ``name``, with the task's own options.
+
+    ``app.amqp.router.route({}, name)`` alone misses a task's ``queue=`` (Celery merges
+    the task's options in ``apply_async``, before routing): they are passed in here.
+    """
+    task = app.tasks[name]
+    own = getattr(task, "queue", None)
+    options: dict[str, Any] = {} if own is None else {"queue": own}
+    route = app.amqp.router.route(options, name, task_type=task)
+    found = queue_name(route.get("queue"))
+    return found or str(app.conf.task_default_queue)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from celery import Celery
 from pydantic import BaseModel
 
+from stack import direct
 from stack.connection import translated
 from stack.context import context_of
 
@@ -98,8 +99,16 @@ def task_status(app: Celery, task_id: str) -> TaskStatus:
 
     An id Celery never saw is ``pending``, as in Celery: the backend cannot tell
     "queued" from "unknown". Raises BrokerUnavailable when Redis does not answer.
+    A task run directly (STACK_EXECUTION=direct or auto) is read from this process's
+    memory (:mod:`stack.direct`); in direct mode Redis is never asked.
     """
     context = context_of(app)
+    if context.settings.execution != "celery":
+        run = direct.RUNS.get(task_id)
+        if run is not None:  # ran in this process (STACK_EXECUTION=direct, or auto's fallback)
+            return build_status(task_id, run.status.upper(), run.info, None)
+        if context.settings.execution == "direct":  # no Redis to ask: as Celery, unknown
+            return TaskStatus(task_id=task_id, status="pending")
     with translated(context.settings.result_backend, "the status query", "CELERY_RESULT_BACKEND"):
         record = context.dead_letters.find_by_task(task_id)
         meta = app.backend.get_task_meta(task_id, cache=False)  # one read: state, info agree

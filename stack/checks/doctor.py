@@ -20,8 +20,10 @@ from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 
 from stack import app_factory, queues
-from stack.checks.readiness import WORKER_PING_TIMEOUT_S, ping_redis, ping_workers
+from stack.checks.overview import queue_names
+from stack.checks.readiness import WORKER_PING_TIMEOUT_S, active_queues, ping_redis, ping_workers
 from stack.connection import REDIS_ERRORS, redact, redis_client
+from stack.context import context_of
 from stack.deadletter import DeadLetterStore
 from stack.errors import StackError
 from stack.preflight import check_settings
@@ -126,16 +128,18 @@ def check_redis_server(client: redis.Redis[bytes], label: str) -> list[Check]:
 
 
 def consumed_queues(app: Celery, settings: Settings, timeout_s: float) -> dict[str, list[str]]:
-    """Worker hostname -> the logical queues it consumes (``inspect active_queues``)."""
-    replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    """Worker hostname -> the app's queues it consumes, by the names the app shows them
+    (the reference app's logical names); other queues are dropped."""
+    shown = {physical: name for name, physical in queue_names(app).items()}
     return {
-        host: sorted(queues.logical_name(settings, q["name"]) for q in queue_list)
-        for host, queue_list in replies.items()
+        host: sorted(shown[q] for q in queue_list if q in shown)
+        for host, queue_list in active_queues(app, timeout_s).items()
     }
 
 
 def check_workers(app: Celery, settings: Settings) -> tuple[list[Check], list[str]]:
-    """Workers answering ping, and which of our queues nobody consumes."""
+    """Workers answering ping, and which of the app's queues nobody consumes (with how many
+    messages wait there for ever)."""
     workers = ping_workers(app, WORKER_PING_TIMEOUT_S)
     if not workers:
         detail = f"no worker answered ping within {WORKER_PING_TIMEOUT_S:g} s"
@@ -151,14 +155,23 @@ def check_workers(app: Celery, settings: Settings) -> tuple[list[Check], list[st
             data={"workers": {host: by_worker.get(host, []) for host in workers}},
         )
     ]
-    idle = [q for q in queues.QUEUES if q not in consumed]
+    names = queue_names(app)
+    idle = [q for q in names if q not in consumed]
     if idle:
+        client = context_of(app).redis
+        depths = queues.queue_depths(client, settings, {q: names[q] for q in idle})
+        held = {q: n for q, n in depths.items() if n}
+        detail = f"no worker consumes {', '.join(idle)}: tasks routed there wait forever"
+        if held:
+            holding = ", ".join(f"{q} holds {n} message(s)" for q, n in held.items())
+            detail += f" ({holding} with no consumer)"
         checks.append(
             Check(
                 "queues",
                 "warn",
-                f"no worker consumes {', '.join(idle)}: tasks routed there wait forever",
-                f"start a worker with -Q {','.join(queues.physical_names(settings, idle))}",
+                detail,
+                f"start a worker with -Q {','.join(names[q] for q in idle)}",
+                data={"unconsumed": idle, "holding": held},
             )
         )
     return checks, consumed
@@ -166,7 +179,8 @@ def check_workers(app: Celery, settings: Settings) -> tuple[list[Check], list[st
 
 def check_round_trip(app: Celery, consumed: list[str]) -> Check:
     """Submit diagnostics.echo at critical priority and time it until its result is back."""
-    queue = queues.DEFAULT_QUEUE if queues.DEFAULT_QUEUE in consumed else consumed[0]
+    default = queues.DEFAULT_QUEUE if queues.is_reference(app) else str(app.conf.task_default_queue)
+    queue = default if default in consumed else consumed[0]
     token = f"doctor-{time.time_ns()}"
     started = time.perf_counter()
     task_id = submit(app, ECHO_TASK, args=[token], priority="critical", queue=queue)

@@ -66,6 +66,13 @@ def ping_workers(
     return sorted(host for reply in replies for host in reply)
 
 
+def active_queues(app: Celery, timeout_s: float = WORKER_PING_TIMEOUT_S) -> dict[str, list[str]]:
+    """Worker hostname -> the (physical) queue names it consumes (``inspect active_queues``:
+    waits ``timeout_s`` for every reply). Raises REDIS_ERRORS, as ping_workers does."""
+    replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
+    return {host: [str(q["name"]) for q in queues] for host, queues in replies.items()}
+
+
 def check_readiness(app: Celery, worker_timeout_s: float = WORKER_PING_TIMEOUT_S) -> Readiness:
     """Redis first (the worker ping needs it), then one worker reply is enough."""
     settings = context_of(app).settings

@@ -21,18 +21,27 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     only = [name.strip() for name in args.only.split(",")] if args.only else None
     return run(
         settings,
-        procfile=Path(args.procfile),
+        procfile=None if args.procfile is None else Path(args.procfile),
         profile=args.profile,
         only=only,
         environ=os.environ,
         as_json=args.json,
         colour=not args.no_color,
+        app=args.app,
     )
 
 
 def add_up(sub: Any) -> None:
     p = sub.add_parser("up", help="start the dev stack from the Procfile, gated on readiness")
-    p.add_argument("--procfile", default="Procfile", help="the Procfile to run")
+    p.add_argument("--procfile", default=None, help="the Procfile to run (default: ./Procfile)")
+    p.add_argument(
+        "--app",
+        default=None,
+        metavar="MODULE[:ATTR]",
+        help="run this Celery app (Redis, API, a worker on its queues, beat if it has "
+        "periodic tasks, Flower) without a Procfile; default STACK_CELERY_APP when there "
+        "is no Procfile",
+    )
     p.add_argument(
         "--profile", default=None, choices=["dev", "production"], help="default: STACK_PROFILE"
     )

@@ -117,4 +117,11 @@ def render_overview(overview: QueueOverview) -> str:
     if overview.workers is not None:
         names = ", ".join(overview.workers) or "none answered ping"
         lines.append(f"workers ({len(overview.workers)}): {names}")
+    for name in overview.unconsumed or ():
+        lines.append(
+            f"WARNING: {name} holds {overview.queues[name]} message(s) but no worker consumes "
+            "it: they wait for ever (start a worker with -Q including it)"
+        )
+    if overview.unconsumed is None:
+        lines.append("could not ask the workers which queues they consume")
     return "\n".join(lines)

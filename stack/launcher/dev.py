@@ -7,6 +7,7 @@ for a moment. Every process but Redis needs Redis first.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from collections.abc import Callable, Mapping
@@ -21,7 +22,13 @@ from stack.checks.probes import (
     StayedUp,
     WorkerPing,
 )
-from stack.connection import redact
+from stack.connection import redact, url_with_password
+from stack.launcher.celery_lines import (
+    HOSTNAME_OPTIONS,
+    celery_line,
+    expand_hostname,
+    with_hostname,
+)
 from stack.launcher.reclaim import UnackedReclaimer
 from stack.launcher.services import ALL_SECRETS, REDIS, Port, Service
 from stack.queues import physical_names
@@ -30,6 +37,7 @@ from stack.settings import Settings
 
 BEAT_SCHEDULE = "celerybeat-schedule"
 BEAT_STARTED = "beat: Starting..."  # logged at INFO once beat runs, whatever its scheduler
+BEAT_BANNER = "celery beat v"  # printed at any log level as beat starts
 # The stock Redis lines: `up` runs the redis-server they would exec, minus a Python start.
 STOCK_REDIS_LINES = ("python -m stack redis", "celery-stack redis")
 
@@ -92,8 +100,12 @@ def api_service(line: Line) -> Service:
 
 
 def worker_service(line: Line) -> Service:
-    """Restarted after a death, it first gets back what its predecessor held unacked."""
-    queues = physical_names(line.settings)
+    """Restarted after a death, it first gets back what its predecessor held unacked.
+
+    It consumes STACK_WORKER_QUEUES: for a user's app, the queues discovery read from it
+    (`up` sets them); unset, the reference app's four queues."""
+    settings = line.settings
+    queues = list(settings.worker_queues) if settings.worker_queues else physical_names(settings)
     return Service(
         line.name,
         line.command,
@@ -106,19 +118,64 @@ def worker_service(line: Line) -> Service:
 
 
 def beat_service(line: Line) -> Service:
+    """Ready once its schedule file is written, or it logged its start (INFO) or printed its
+    banner (any log level: a user's beat line may keep Celery's WARNING)."""
     data_dir = line.settings.data_dir.resolve()
-    return Service(
-        line.name,
-        line.command,
-        AnyOf((FileWritten(data_dir, f"{BEAT_SCHEDULE}*"), LogLine(BEAT_STARTED))),
-        str(data_dir / BEAT_SCHEDULE),
-        requires=line.requires,
+    probes = (
+        FileWritten(data_dir, f"{BEAT_SCHEDULE}*"),
+        LogLine(BEAT_STARTED),
+        LogLine(BEAT_BANNER),
     )
+    parsed = celery_line(line.command)
+    own = parsed.option("-s", "--schedule") if parsed is not None else None
+    schedule = own if own is not None and "$" not in own else str(data_dir / BEAT_SCHEDULE)
+    return Service(line.name, line.command, AnyOf(probes), schedule, requires=line.requires)
 
 
 def flower_service(line: Line) -> Service:
+    """Ready when /healthcheck answers on its port: the line's own --port when it names one."""
+    parsed = celery_line(line.command)
+    given = parsed.option("--port") if parsed is not None else None
+    if given is not None and given.isdigit():
+        variable = f"the --port of Procfile line {line.name!r}"
+        return http_service(line, "127.0.0.1", int(given), variable, "/healthcheck", "/")
     port = line.settings.flower_port
     return http_service(line, "127.0.0.1", port, "FLOWER_PORT", "/healthcheck", "/")
+
+
+def user_worker_service(line: Line) -> Service:
+    """A user's own worker line: gated on a ping to its node name, given one when it has none
+    (Celery's default celery@host would not tell two workers, or a stale one, apart)."""
+    parsed = celery_line(line.command)
+    given = parsed.option(*HOSTNAME_OPTIONS) if parsed is not None else None
+    command = line.command
+    if given is None:
+        hostname = f"{line.name}-{os.getpid()}@{socket.gethostname()}"
+        command = with_hostname(command, hostname)
+    else:
+        expanded = expand_hostname(given)
+        if expanded is None:  # an environment variable picks it: only the process knows
+            return other_service(line)
+        hostname = expanded
+    probe = WorkerPing(line.settings, hostname)
+    return Service(line.name, command, probe, hostname, requires=line.requires)
+
+
+def builder_for(name: str, command: str) -> Callable[[Line], Service]:
+    """The stack's names keep their builders (a `worker` line without the stack's hostname
+    variable is a user's worker); any other line running Celery is gated by what it runs."""
+    if name == "worker" and "STACK_WORKER_HOSTNAME" not in command:
+        return user_worker_service if celery_line(command) is not None else other_service
+    if name in BUILDERS:
+        return BUILDERS[name]
+    parsed = celery_line(command)
+    if parsed is None:
+        return other_service
+    return {
+        "worker": user_worker_service,
+        "beat": beat_service,
+        "flower": flower_service,
+    }[parsed.subcommand]
 
 
 def other_service(line: Line) -> Service:
@@ -140,11 +197,16 @@ def dev_services(
     redis_running: bool = False,
     hostname: str | None = None,
 ) -> list[Service]:
-    """The dev stack in Procfile order: Redis first, every other process needs it."""
+    """The dev stack in Procfile order: Redis first, every other process needs it.
+
+    Every process is given the stack's Redis as CELERY_BROKER_URL and CELERY_RESULT_BACKEND
+    too: Celery prefers them to an app's own configuration, so a Procfile line running a
+    user's app that hard-codes ``broker='amqp://...'`` uses the stack's Redis.
+    """
     requires = (REDIS,) if REDIS in commands else ()
     host = hostname or worker_hostname()
-    return [
-        BUILDERS.get(name, other_service)(
+    services = [
+        builder_for(name, command)(
             Line(
                 name,
                 command,
@@ -156,3 +218,19 @@ def dev_services(
         )
         for name, command in commands.items()
     ]
+    redirect = broker_env(settings)
+    return [
+        s if s.name == REDIS else dataclasses.replace(s, env={**redirect, **s.env})
+        for s in services
+    ]
+
+
+def broker_env(settings: Settings) -> dict[str, str]:
+    """The stack's Redis in Celery's own variables (not in production: there every line is
+    the stack's own app, and the URL may carry the password into every environment)."""
+    if settings.profile == "production":
+        return {}
+    return {
+        "CELERY_BROKER_URL": url_with_password(settings.broker_url, settings),
+        "CELERY_RESULT_BACKEND": url_with_password(settings.result_backend, settings),
+    }

@@ -29,6 +29,7 @@ from honcho.printer import Message, Printer
 from honcho.process import Process
 
 from stack.checks.probes import safe_check, safe_close, safe_warm
+from stack.connection import redact
 from stack.errors import ServiceFailed
 from stack.launcher.process_tree import ProcessTree
 from stack.launcher.procfile import SYSTEM
@@ -65,8 +66,11 @@ class Launcher:
         table_output: TextIO | None = None,
         as_json: bool = False,
         state: LaunchState | None = None,
+        before_table: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.settings = settings
+        self.before_table = before_table
+        self.warnings: list[str] = []
         rules = rules_from_environ(environ, [s.name for s in services])
         self.running = {s.name: Running(s, Budget(rules[s.name])) for s in services}
         self.waves = {n: i for i, wave in enumerate(stop_waves(services)) for n in wave}
@@ -105,6 +109,7 @@ class Launcher:
                 self._advance()
                 if not table_shown and all(r.up for r in self.running.values()):
                     table_shown = True
+                    self._check_before_table()
                     self._show_table()
             if self._all_ended():
                 self.say("every service ended on its own and stays down: nothing left to run")
@@ -337,9 +342,25 @@ class Launcher:
             row_of(r.service, r.state.value, r.pid, r.ready_after_s) for r in self.running.values()
         ]
 
+    def _check_before_table(self) -> None:
+        """What the table must not hide (queues no worker consumes), said just before it."""
+        if self.before_table is None:
+            return
+        try:
+            self.warnings = list(self.before_table())
+        except Exception as exc:  # Redis hiccup, an odd reply: the stack still runs
+            self.warnings = [f"could not check the queues' consumers ({type(exc).__name__}: {exc})"]
+        for line in self.warnings:
+            self.say(f"WARNING: {line}")
+
     def _show_table(self) -> None:
         total = self._clock() - self.started
-        text = render_json(self.rows(), total) if self.as_json else render_table(self.rows(), total)
+        rows, notes, broker = self.rows(), self.warnings, redact(self.settings.broker_url)
+        text = (
+            render_json(rows, total, notes, broker)
+            if self.as_json
+            else render_table(rows, total, broker)
+        )
         with contextlib.suppress(OSError, ValueError):
             print(text, file=self.table_output, flush=True)
 

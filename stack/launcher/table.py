@@ -27,8 +27,9 @@ def row_of(
     }
 
 
-def render_table(rows: Sequence[dict[str, Any]], total_s: float) -> str:
-    """A plain-text table, one line per service, and how long start-up took."""
+def render_table(rows: Sequence[dict[str, Any]], total_s: float, broker: str = "") -> str:
+    """A plain-text table, one line per service, and how long start-up took (and the broker
+    every process was given, when known)."""
     cells = [
         (
             row["name"],
@@ -48,10 +49,25 @@ def render_table(rows: Sequence[dict[str, Any]], total_s: float) -> str:
 
     rule = "-" * len(fmt(["-" * w for w in widths]))
     body = [fmt(HEADERS), rule, *(fmt(line) for line in cells), rule]
+    if broker:
+        body.append(f"broker and results: {broker} (every process's CELERY_BROKER_URL)")
     body.append(f"{len(rows)} services ready in {total_s:.2f} s; Ctrl-C stops them all")
     return "\n".join(body)
 
 
-def render_json(rows: Sequence[dict[str, Any]], total_s: float) -> str:
+def render_json(
+    rows: Sequence[dict[str, Any]],
+    total_s: float,
+    warnings: Sequence[str] = (),
+    broker: str = "",
+) -> str:
     """One line of JSON: the first line a script reads from `up --json`."""
-    return json.dumps({"ready": True, "ready_after_s": round(total_s, 3), "services": list(rows)})
+    return json.dumps(
+        {
+            "ready": True,
+            "ready_after_s": round(total_s, 3),
+            "services": list(rows),
+            "warnings": list(warnings),
+            "broker": broker or None,
+        }
+    )

@@ -19,13 +19,28 @@ from typing import TextIO, get_args
 
 from honcho.printer import Message, Printer
 
-from stack.checks.probes import RedisPing
+from stack.app_factory import REFERENCE_APP
+from stack.checks.probes import RedisPing, WorkerPing
+from stack.connection import redact
+from stack.discovery import DiscoveryError
+from stack.errors import SettingsError
+from stack.launcher.app_lines import (
+    DiscoveredApp,
+    app_lines,
+    app_settings,
+    discover_app,
+    no_app_error,
+    with_redis,
+)
+from stack.launcher.celery_lines import celery_line
+from stack.launcher.consumers import QueueCheck
 from stack.launcher.manager import STOP_SIGNALS, Launcher
 from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile
 from stack.launcher.profiles import build_services
-from stack.launcher.services import REDIS, check_ports
+from stack.launcher.services import REDIS, Service, check_ports
 from stack.launcher.state import LaunchState, Proc, reap, stale_states
 from stack.launcher.watchdog import Watchdog
+from stack.queues import physical_names
 from stack.settings import Profile, Settings
 
 WATCHDOG_WAIT_S = 10.0  # a stale stack's own watchdog still reaping: let it finish first
@@ -34,7 +49,7 @@ WATCHDOG_POLL_S = 0.05
 
 def run(
     settings: Settings,
-    procfile: Path = DEFAULT_PROCFILE,
+    procfile: Path | None = None,
     profile: str | None = None,
     only: Sequence[str] | None = None,
     commands: Mapping[str, str] | None = None,
@@ -42,9 +57,13 @@ def run(
     as_json: bool = False,
     colour: bool = True,
     output: TextIO | None = None,
+    app: str | None = None,
 ) -> int:
-    """`celery-stack up`: run the Procfile until SIGINT/SIGTERM.
+    """`celery-stack up`: run the Procfile (or the app's lines) until SIGINT/SIGTERM.
 
+    ``app`` (``--app MODULE[:ATTR]``) runs that Celery app without a Procfile (with
+    ``procfile`` too: that Procfile, its children given the app); so does
+    ``STACK_CELERY_APP`` when there is no ./Procfile (see :func:`launch_lines`).
     ``commands`` adds or overrides Procfile lines. Returns 0 after a clean stop,
     1 when a service had to be killed; raises SettingsError (a bad Procfile line,
     a bad restart setting) and PortInUse before anything starts, and
@@ -53,8 +72,13 @@ def run(
     chosen = profile or settings.profile
     if chosen != settings.profile and chosen in get_args(Profile):  # children see STACK_PROFILE
         settings = settings.model_copy(update={"profile": chosen})
-    lines = {**load_procfile(procfile), **(commands or {})}
     printer = _printer(chosen, output or (sys.stderr if as_json else sys.stdout), colour)
+    procfile_lines, settings, found = launch_lines(
+        settings, procfile, app, lambda text: _say(printer, text)
+    )
+    if REDIS not in procfile_lines:
+        _say(printer, f"no redis line: the stack serves Redis at {redact(settings.broker_url)}")
+    lines = {**with_redis(procfile_lines), **(commands or {})}
     reap_stale(settings.data_dir, lambda text: _say(printer, text))
     wanted = REDIS in lines and (not only or REDIS in only)
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
@@ -70,6 +94,7 @@ def run(
         table_output=sys.stdout if output is None else output,
         as_json=as_json,
         state=state,
+        before_table=queue_check(settings, services, found),
     )
     watchdog = Watchdog.start(state.path)
     state.watchdog = Proc.of(watchdog.pid)
@@ -85,6 +110,84 @@ def run(
             signal.signal(signum, handler)
         state.remove()  # first: a launcher killed right here leaves the watchdog nothing to do
         watchdog.release()
+
+
+def launch_lines(
+    settings: Settings,
+    procfile: Path | None,
+    app: str | None,
+    say: Callable[[str], None],
+    root: Path | None = None,
+) -> tuple[dict[str, str], Settings, DiscoveredApp | None]:
+    """The lines to run, the launcher's settings, and the user's app when one is known.
+
+    ``--app``: the app's lines (:mod:`stack.launcher.app_lines`), or the ``--procfile``
+    given with it. Neither: ./Procfile when it exists, else the app STACK_CELERY_APP
+    names, else an error saying how to name one. A user's app in STACK_CELERY_APP with
+    a Procfile is read too, so its worker consumes the app's queues; an app that does
+    not import then is a warning (the Procfile's lines may know better).
+    """
+    where = (root or Path.cwd()) / DEFAULT_PROCFILE
+    explicit = procfile is not None
+    if app is None and not explicit and not where.exists():
+        if settings.celery_app == REFERENCE_APP:
+            raise SettingsError(no_app_error(where.parent))
+        app = settings.celery_app
+    chosen = procfile if procfile is not None else where
+    if app is None and settings.celery_app != REFERENCE_APP:
+        try:
+            found = discover_app(settings.celery_app, settings, root)
+        except DiscoveryError as exc:
+            say(f"STACK_CELERY_APP: {exc}; running the Procfile without its queues")
+            return load_procfile(chosen), settings, None
+        return load_procfile(chosen), app_settings(settings, found), found
+    if app is None:
+        lines = load_procfile(chosen)
+        ref = procfile_app(lines)
+        if ref is None:
+            return lines, settings, None
+        try:  # the Procfile's own app: its queues for the check, its tasks for the API
+            found = discover_app(ref, settings, root)
+        except DiscoveryError as exc:
+            say(f"the Procfile's workers run -A {ref}, which cannot be read here ({exc})")
+            return lines, settings, None
+        return lines, app_settings(settings, found), found
+    found = discover_app(app, settings, root)
+    settings = app_settings(settings, found)
+    for note in found.notes:
+        say(f"{found.ref}: {note}")
+    lines = load_procfile(chosen) if explicit else app_lines(settings, found)
+    return lines, settings, found
+
+
+def procfile_app(lines: dict[str, str]) -> str | None:
+    """The one app (``-A``) the Procfile's Celery workers run, unless it is the stack's own."""
+    apps = set()
+    for command in lines.values():
+        parsed = celery_line(command)
+        if parsed is not None and parsed.subcommand == "worker" and parsed.app:
+            apps.add(parsed.app)
+    apps -= {"stack.celery_app", REFERENCE_APP}
+    return apps.pop() if len(apps) == 1 else None
+
+
+def queue_check(
+    settings: Settings, services: list[Service], found: DiscoveredApp | None
+) -> QueueCheck | None:
+    """Compare the app's queues with what the stack's workers consume (None: nothing to
+    compare: no worker we know the hostname of, or an app we could not read)."""
+    hostnames = tuple(
+        s.probe.hostname for s in services if isinstance(s.probe, WorkerPing) and not s.external
+    )
+    if not hostnames:
+        return None
+    if found is not None:
+        queues = {name: found.queues.sources[name] for name in found.queues.names}
+    elif settings.celery_app == REFERENCE_APP:
+        queues = {name: ("the reference app",) for name in physical_names(settings)}
+    else:
+        return None
+    return QueueCheck(settings, queues, hostnames)
 
 
 def reap_stale(data_dir: Path, say: Callable[[str], None]) -> None:

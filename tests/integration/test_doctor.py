@@ -125,3 +125,59 @@ def test_the_cli_exits_1_without_a_worker_and_0_with_one_printing_json(
     assert json.loads(without.stdout)["ok"] is False
     assert with_worker.returncode == 0, with_worker.stdout + with_worker.stderr
     assert json.loads(with_worker.stdout)["ok"] is True
+
+
+def test_a_queue_holding_messages_with_no_consumer_is_named_by_doctor_status_and_get_queues(
+    stack_app, stack_settings, stack_worker
+):
+    """Before, status and GET /queues showed the depth only, and doctor said "no worker
+    consumes maintenance" without saying tasks already wait there for ever."""
+    from fastapi.testclient import TestClient
+
+    from stack.api import create_app
+    from stack.checks.overview import queue_overview
+    from stack.cli.tasks import render_overview
+
+    stack_worker(queues=["default"])
+    submit(stack_app, "maintenance.health_check")
+    submit(stack_app, "maintenance.health_check")
+
+    checks = by_name(run_doctor(stack_settings, {}))
+    assert checks["queues"].level == "warn"
+    assert "maintenance holds 2 message(s) with no consumer" in checks["queues"].detail
+    assert checks["queues"].data["holding"] == {"maintenance": 2}
+
+    overview = queue_overview(stack_app, workers=True)
+    assert overview.queues["maintenance"] == 2
+    assert overview.unconsumed == ["maintenance"]
+    assert "WARNING: maintenance holds 2 message(s) but no worker consumes it" in (
+        render_overview(overview)
+    )
+    with TestClient(create_app(app=stack_app)) as api:
+        body = api.get("/queues").json()
+    assert body["unconsumed"] == ["maintenance"], body
+
+
+def test_a_user_apps_queues_are_the_overviews_and_a_waiting_one_without_worker_is_named(
+    stack_app, stack_settings
+):
+    from celery import Celery
+
+    from stack.app_factory import install_stack
+    from stack.checks.overview import queue_overview
+
+    user = Celery("shop", set_as_current=False)
+    user.conf.task_routes = {"shop.mail.*": {"queue": "mail"}}
+
+    @user.task(name="shop.mail.send", shared=False)
+    def send() -> None:
+        return None
+
+    app = install_stack(user, stack_settings)  # stack_app: the database flushed first
+    try:
+        submit(app, "shop.mail.send")
+        overview = queue_overview(app)
+        assert overview.queues == {"celery": 0, "mail": 1}
+        assert overview.unconsumed == ["mail"]
+    finally:
+        app.close()

@@ -43,7 +43,7 @@ def clean_environ() -> dict[str, str]:
 class Up:
     """`python -m stack up --json` in its own session, stdout parsed, stderr kept."""
 
-    def __init__(self, tmp_path: Path, *args: str, **env: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, cwd: Path = ROOT, **env: str) -> None:
         self.redis_port, self.api_port, self.flower_port = free_port(), free_port(), free_port()
         self.env = {
             **clean_environ(),
@@ -62,7 +62,7 @@ class Up:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "stack", "up", "--json", "--no-color", *args],
-                cwd=ROOT,
+                cwd=cwd,
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -111,8 +111,8 @@ class Up:
 def up(tmp_path):
     started: list[Up] = []
 
-    def start(*args: str, **env: str) -> Up:
-        started.append(Up(tmp_path, *args, **env))
+    def start(*args: str, cwd: Path = ROOT, **env: str) -> Up:
+        started.append(Up(tmp_path, *args, cwd=cwd, **env))
         return started[-1]
 
     yield start

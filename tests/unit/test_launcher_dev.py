@@ -37,7 +37,7 @@ def test_each_known_service_gets_its_probe_and_url():
     assert isinstance(services["worker"].probe, WorkerPing)
     assert services["worker"].probe.hostname == services["worker"].url
     assert isinstance(services["beat"].probe, AnyOf)
-    assert [type(p) for p in services["beat"].probe.probes] == [FileWritten, LogLine]
+    assert [type(p) for p in services["beat"].probe.probes] == [FileWritten, LogLine, LogLine]
     assert services["flower"].url == "http://127.0.0.1:5601/"
     assert services["flower"].probe.url == "http://127.0.0.1:5601/healthcheck"
 
@@ -109,3 +109,51 @@ def test_a_custom_redis_line_keeps_every_secret_it_may_use():
     custom = build_services(settings(), {"redis": "redis-server --requirepass $PW"})[0]
     env = child_env(settings(), {"STACK_REDIS_PASSWORD": "pw-0123456789"}, custom)
     assert env["STACK_REDIS_PASSWORD"] == "pw-0123456789"
+
+
+# --- a user's own Procfile: Celery lines of any name are gated by what they run -------------
+
+USER_PROCFILE = """\
+jobs: celery -A ledger worker -Q celery,reconciliation --loglevel INFO
+named: python -m celery -A ledger worker -n audit@%h
+clock: celery -A ledger beat --schedule .ledger-beat
+dash: celery -A ledger flower --port=5566
+web: gunicorn ledger.web:app
+"""
+
+
+def test_a_user_worker_line_of_any_name_is_gated_on_a_ping_to_its_own_node_name():
+    """Before, `jobs: celery -A ledger worker` counted as ready after 0.5 s alive: the table
+    came up before the worker consumed, and a task sent then waited."""
+    import socket
+
+    from stack.launcher.procfile import parse_procfile
+
+    services = {s.name: s for s in build_services(settings(), parse_procfile(USER_PROCFILE))}
+    jobs = services["jobs"]
+    assert isinstance(jobs.probe, WorkerPing)
+    assert jobs.probe.hostname.startswith("jobs-") and jobs.url == jobs.probe.hostname
+    assert f"worker --hostname {jobs.probe.hostname} -Q celery" in jobs.command
+    named = services["named"]
+    assert named.probe.hostname == f"audit@{socket.gethostname()}"
+    assert named.command == "python -m celery -A ledger worker -n audit@%h"
+    assert isinstance(services["clock"].probe, AnyOf)
+    assert services["clock"].url == ".ledger-beat"
+    assert services["dash"].probe.url == "http://127.0.0.1:5566/healthcheck"
+    assert isinstance(services["web"].probe, StayedUp)
+
+
+def test_every_user_line_gets_the_stacks_redis_as_celerys_broker_and_backend():
+    from stack.launcher.procfile import parse_procfile
+
+    launched = settings(REDIS_URL="redis://127.0.0.1:6390/2")
+    for service in build_services(launched, parse_procfile(USER_PROCFILE)):
+        assert service.env["CELERY_BROKER_URL"] == "redis://127.0.0.1:6390/2"
+        assert service.env["CELERY_RESULT_BACKEND"] == "redis://127.0.0.1:6390/2"
+
+
+def test_a_worker_line_named_worker_without_the_stacks_hostname_is_a_user_worker():
+    services = build_services(settings(), {"worker": "celery -A proj worker -l INFO"})
+    (worker,) = services
+    assert isinstance(worker.probe, WorkerPing)
+    assert f"--hostname {worker.probe.hostname}" in worker.command

@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
         "stack.discovery",
     ),
     ("stack.context",),
-    ("stack.task", "stack.submit", "stack.task_status", "stack.poison"),
+    ("stack.task", "stack.submit", "stack.task_status", "stack.poison", "stack.direct"),
     ("stack.tasks", "stack.beat"),
     ("stack.app_factory", "stack.metrics"),
     ("stack.celery_app", "stack.preflight", "stack.checks"),

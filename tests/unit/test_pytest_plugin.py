@@ -48,6 +48,19 @@ def test_a_user_apps_queues_are_its_own_and_none_means_its_defaults():
     assert physical_queues(settings, None) is None
 
 
+def test_a_user_apps_worker_consumes_every_queue_the_app_sends_to_by_default():
+    """Celery's default worker consumes only `celery` (or task_queues): a routed task of the
+    app would stay PENDING. None now means what discovery reads from the app."""
+    from celery import Celery
+
+    settings = Settings.load(environ={"STACK_CELERY_APP": "shop.celery_app:app"})
+    app = Celery("shop", set_as_current=False)
+    app.conf.task_routes = {"shop.mail.*": {"queue": "mail"}}
+
+    assert physical_queues(settings, None, app) == ["celery", "mail"]
+    assert physical_queues(settings, ["mail"], app) == ["mail"]
+
+
 def test_the_plugin_is_registered_through_the_pytest11_entry_point():
     from importlib.metadata import entry_points
 

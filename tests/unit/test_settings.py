@@ -100,3 +100,11 @@ def test_every_variable_is_documented_in_the_readme():
         assert isinstance(alias, AliasChoices)
         variable = str(alias.choices[0])
         assert f"`{variable}`" in readme, f"{variable} is missing from the README settings table"
+
+
+def test_worker_queues_parse_from_a_comma_list_and_survive_a_child():
+    settings = load(STACK_WORKER_QUEUES=" celery, mail ,")
+    assert settings.worker_queues == ("celery", "mail")
+    assert settings_env(settings)["STACK_WORKER_QUEUES"] == "celery,mail"
+    assert Settings.load(environ=settings_env(settings)) == settings
+    assert load(STACK_WORKER_QUEUES="").worker_queues is None
