@@ -110,7 +110,9 @@ def task_status(app: Celery, task_id: str) -> TaskStatus:
         if context.settings.execution == "direct":  # no Redis to ask: as Celery, unknown
             return TaskStatus(task_id=task_id, status="pending")
     with translated(context.settings.result_backend, "the status query", "CELERY_RESULT_BACKEND"):
-        record = context.dead_letters.find_by_task(task_id)
+        # The result first: a worker stores the dead letter before Celery records FAILURE, so
+        # a FAILURE read here always finds its dead letter (the other order could miss both).
         meta = app.backend.get_task_meta(task_id, cache=False)  # one read: state, info agree
+        record = context.dead_letters.find_by_task(task_id)
     dead = None if record is None else record.error
     return build_status(task_id, str(meta["status"]), meta.get("result"), dead)

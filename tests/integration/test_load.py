@@ -26,7 +26,7 @@ from stack.redis_command import free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 
-RUN_TIME = "3s"  # Locust counts spawning in it: leave a loaded host some room
+RUN_TIME = "4s"  # Locust counts spawning in it: leave a loaded host some room
 USERS = 4
 SERVER_START_TIMEOUT_S = 15.0
 

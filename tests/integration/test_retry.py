@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 DELAYS_S = (0.5, 1.0)  # short, yet long enough that 10 % is measurable
 TOLERANCE = 0.10
+SLOW_FACTOR = 2  # a retry may run late under load, never early
 
 
 @pytest.fixture
@@ -34,7 +35,9 @@ def test_task_failing_twice_succeeds_on_third_attempt_after_the_scheduled_gaps(
     times = result["attempt_times"]
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     for gap, expected in zip(gaps, DELAYS_S, strict=True):
-        assert abs(gap - expected) <= TOLERANCE * expected, (gaps, DELAYS_S)
+        # Never early; late only by a loaded host's scheduling (generous: catches a gap that
+        # drags, not a slow CI machine).
+        assert (1 - TOLERANCE) * expected <= gap <= SLOW_FACTOR * expected, (gaps, DELAYS_S)
     accounting = wait_accounted(stack_app, stack_dead_letters, [task_id])
     assert accounting.succeeded == {task_id} and accounting.dead_lettered == set()
 
