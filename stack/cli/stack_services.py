@@ -54,10 +54,11 @@ def add_up(sub: Any) -> None:
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
-    from stack.redis_command import redis_foreground_command
+    from stack.redis_command import private_data_dir, redis_foreground_command
 
     command = redis_foreground_command(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_data_dir(settings)
+    os.umask(0o077)  # redis-server writes its AOF with our umask: owner only
     os.execv(command[0], command)  # redis-server takes our pid: signals reach it directly
     return 1  # pragma: no cover - execv does not return
 

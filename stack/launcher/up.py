@@ -41,6 +41,7 @@ from stack.launcher.services import REDIS, Service, check_ports
 from stack.launcher.state import LaunchState, Proc, reap, stale_states
 from stack.launcher.watchdog import Watchdog
 from stack.queues import physical_names
+from stack.redis_command import private_data_dir
 from stack.settings import Profile, Settings
 
 WATCHDOG_WAIT_S = 10.0  # a stale stack's own watchdog still reaping: let it finish first
@@ -84,7 +85,7 @@ def run(
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
     services = build_services(settings, lines, chosen, only, redis_running=running)
     check_ports(services)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)  # not before: a refusal leaves nothing
+    private_data_dir(settings)  # 0700; not before: a refusal leaves nothing
     state = LaunchState.create(settings.data_dir)
     launcher = Launcher(
         settings,
