@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--env-file", default=None, help="read settings from this file (must exist)"
     )
+    parser.add_argument(
+        "-A",
+        "--app",
+        dest="stack_app",
+        default=None,
+        metavar="MODULE:ATTR",
+        help="your Celery app for every subcommand (status, submit, dlq, doctor, load, ...); "
+        "the same as STACK_CELERY_APP",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
         add(sub)
@@ -59,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.load(env_file=args.env_file)
+        app = {"STACK_CELERY_APP": args.stack_app} if args.stack_app else {}
+        settings = Settings.load(env_file=args.env_file, **app)
         return int(args.handler(settings, args))
     except StackError as exc:
         print(f"celery-stack: error: {exc}", file=sys.stderr)

@@ -45,3 +45,29 @@ def test_the_dlq_page_bounds_are_the_apis():
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args(["dlq", "list", *bad])
         assert exit_.value.code == 2
+
+
+def test_a_global_app_option_names_the_users_app_for_every_subcommand(monkeypatch):
+    """`celery-stack -A proj.celery:app status` reads the app as STACK_CELERY_APP would."""
+    import stack.cli as cli
+
+    seen = {}
+
+    def handler(settings, args):
+        seen["app"] = settings.celery_app
+        return 0
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["-A", "proj.celery:app", "status"])
+    assert args.stack_app == "proj.celery:app"
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_handler(parser, handler))
+    assert cli.main(["-A", "proj.celery:app", "status"]) == 0
+    assert seen["app"] == "proj.celery:app"
+
+
+def _with_handler(parser, handler):
+    parser.set_defaults(handler=handler)
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            sub.set_defaults(handler=handler)
+    return parser
