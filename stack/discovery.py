@@ -257,6 +257,17 @@ def prepare(app: Celery) -> tuple[str, ...]:
     return tuple(_receiver_name(ref) for key, ref in signal.receivers if key not in before)
 
 
+def prepare_app(ref: str, app: Celery) -> tuple[str, ...]:
+    """:func:`prepare`, with whatever the user's task modules raise on import turned into
+    one DiscoveryError naming the app (``up --app`` and ``init`` both load apps so)."""
+    try:
+        return prepare(app)
+    except Exception as exc:  # the user's task modules may raise anything on import
+        raise DiscoveryError(
+            f"{ref}: importing its task modules failed: {type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _receiver_name(ref: Any) -> str:
     receiver = ref() if isinstance(ref, weakref.ReferenceType) else ref
     module = getattr(receiver, "__module__", None) or "?"

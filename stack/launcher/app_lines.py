@@ -23,12 +23,11 @@ from stack.app_factory import REFERENCE_APP, create_celery_app
 from stack.app_finder import import_roots, on_sys_path
 from stack.discovery import (
     AppQueues,
-    DiscoveryError,
     Periodic,
     app_queues,
     import_app_ref,
     periodic,
-    prepare,
+    prepare_app,
 )
 from stack.launcher.services import REDIS
 from stack.settings import Settings
@@ -73,12 +72,7 @@ def discover_app(ref: str, settings: Settings, root: Path | None = None) -> Disc
     # What the user's modules print on import goes to stderr: `up --json`'s stdout is the table.
     with on_sys_path(roots), contextlib.redirect_stdout(sys.stderr):
         resolved, app = import_app_ref(ref, roots)
-        try:
-            late = prepare(app)
-        except Exception as exc:  # the user's task modules may raise anything on import
-            raise DiscoveryError(
-                f"{resolved}: importing its task modules failed: {type(exc).__name__}: {exc}"
-            ) from None
+        late = prepare_app(resolved, app)
     return DiscoveredApp(resolved, app_queues(app), periodic(app, late), roots)
 
 

@@ -23,7 +23,7 @@ from stack.discovery import (
     find_app,
     import_app_ref,
     periodic,
-    prepare,
+    prepare_app,
     user_tasks,
 )
 from stack.errors import StackError
@@ -78,12 +78,7 @@ def init_project(root: Path, app_ref: str | None = None) -> Outcome:
 
 def discover(ref: str, app: Celery) -> Found:
     """Everything the files need, read from the app as a worker would load it."""
-    try:
-        late = prepare(app)
-    except Exception as exc:  # the user's task modules may raise anything on import
-        raise DiscoveryError(
-            f"{ref}: importing its task modules failed: {type(exc).__name__}: {exc}"
-        ) from None
+    late = prepare_app(ref, app)
     return Found(ref, app_queues(app), periodic(app, late), tuple(user_tasks(app)))
 
 
