@@ -120,6 +120,13 @@ class SentinelCluster:
         ports = ", ".join(f"{node.name} {node.port}" for node in self.servers + self.sentinels)
         return f"Redis Sentinel cluster {self.master_name!r} on 127.0.0.1 ({ports})"
 
+    def settings_environ(self) -> dict[str, str]:
+        """The settings that point the stack at this cluster besides REDIS_URL."""
+        environ = {"STACK_SENTINEL_MASTER": self.master_name}
+        if self.sentinel_password:
+            environ["STACK_SENTINEL_PASSWORD"] = self.sentinel_password
+        return environ
+
     def node_url(self, node: RedisProcess) -> str:
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{node.port}/0"

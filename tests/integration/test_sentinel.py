@@ -1,0 +1,226 @@
+"""Redis Sentinel: every part of the stack over sentinel://, and a master lost mid-batch.
+
+Every test here runs on its own master + replica + three sentinels (the
+``stack_sentinel`` fixture, standing in for ``stack_redis``), so REDIS_URL is
+the sentinel list and STACK_SENTINEL_MASTER names the master.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from stack.api.app import create_app
+from stack.connection import redis_client
+from stack.errors import BrokerUnavailable
+from stack.harness.sentinel_servers import SentinelCluster
+from stack.pytest_plugin import worker_environ
+from stack.queues import priority_lists, queue_name
+from stack.ratelimit import Rate, RateLimiter
+from stack.settings import settings_env
+from stack.submit import submit
+from tests.integration.helpers import wait_until
+from tests.integration.test_beat_lock import schedule_opened, start_beat, wait_for
+
+pytestmark = pytest.mark.integration
+
+CLI_TIMEOUT_S = 60
+BATCH = 300
+KILL_AFTER_SUCCEEDED = 40  # the master dies with most of the batch still to run
+SETTLE_S = 120.0
+
+
+@pytest.fixture
+def stack_redis(stack_sentinel: SentinelCluster) -> SentinelCluster:
+    """Every stack_* fixture of this module runs over the sentinels."""
+    return stack_sentinel
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stack", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+    )
+
+
+@pytest.fixture
+def cli_env(stack_app, stack_settings, stack_worker_env_file) -> dict[str, str]:
+    return worker_environ(stack_settings, stack_worker_env_file, os.environ, sys.path)
+
+
+# ---------------------------------------------------------------- healthy
+
+
+def test_the_api_submits_and_reports_a_task_over_sentinel(stack_app, stack_settings, stack_worker):
+    stack_worker(concurrency=1)
+    with TestClient(create_app(stack_settings, stack_app)) as client:
+        posted = client.post("/tasks", json={"task": "diagnostics.echo", "args": ["over HA"]})
+        assert posted.status_code in (200, 201, 202), posted.text
+        task_id = posted.json()["task_id"]
+
+        def done() -> bool:
+            return client.get(f"/task-status/{task_id}").json()["status"] == "success"
+
+        wait_until(done, 30, "the echo to succeed")
+        assert client.get(f"/task-status/{task_id}").json()["result"] == "over HA"
+        assert client.get("/ready").status_code == 200
+
+
+def test_cli_status_doctor_submit_and_dlq_work_over_sentinel(cli_env, stack_worker):
+    stack_worker(concurrency=1)
+
+    status = cli(cli_env, "status", "--json")
+    doctor = cli(cli_env, "doctor", "--json")
+    submitted = cli(cli_env, "submit", "diagnostics.always_fail", "--wait", "30")
+    dead = cli(cli_env, "dlq", "list", "--json")
+
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert json.loads(doctor.stdout)["ok"] is True
+    assert submitted.returncode == 1, submitted.stdout + submitted.stderr
+    assert dead.returncode == 0, dead.stderr
+    assert "diagnostics.always_fail" in dead.stdout
+
+
+def test_the_beat_lock_lets_one_beat_dispatch_over_sentinel(stack_app, stack_settings, tmp_path):
+    env = settings_env(stack_settings)
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    first = start_beat(env, first_dir)
+    second = None
+    try:
+        wait_for(lambda: schedule_opened(first_dir), "the first beat opened its schedule")
+        second = start_beat(env, second_dir)
+        wait_for(
+            lambda: "standing by" in (second_dir / "beat.log").read_text(),
+            "the second beat said it stands by",
+        )
+        assert not schedule_opened(second_dir)
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+        wait_for(lambda: schedule_opened(second_dir), "the second beat took over")
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_the_rate_limiter_spaces_grants_over_sentinel(stack_app, stack_settings):
+    limiter = RateLimiter(redis_client(stack_settings), stack_settings)
+    rate = Rate.parse("2/s")
+
+    first, second = limiter.acquire("ha", rate), limiter.acquire("ha", rate)
+
+    assert first.granted and not second.granted
+    assert second.at_s - first.at_s == pytest.approx(rate.interval_s, abs=0.05)
+
+
+# ---------------------------------------------------------------- bad settings
+
+
+def test_a_sentinel_url_without_a_master_name_is_refused_naming_the_setting(cli_env):
+    env = {k: v for k, v in cli_env.items() if k != "STACK_SENTINEL_MASTER"}
+
+    run = cli(env, "status")
+
+    assert run.returncode != 0
+    assert "STACK_SENTINEL_MASTER" in run.stderr + run.stdout
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"REDIS_URL": "sentinel://127.0.0.1:1;sentinel://127.0.0.1:2"}, "sentinel"),
+        ({"STACK_SENTINEL_MASTER": "no-such-master"}, "STACK_SENTINEL_MASTER"),
+        ({"STACK_SENTINEL_PASSWORD": "wrong"}, "STACK_SENTINEL_PASSWORD"),
+    ],
+    ids=["unreachable-sentinels", "unknown-master", "wrong-sentinel-password"],
+)
+def test_a_bad_sentinel_setting_is_a_clear_error_without_traceback(cli_env, change, named):
+    run = cli({**cli_env, **change}, "doctor")
+
+    assert run.returncode != 0
+    assert named in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_wrong_sentinel_password_fails_where_the_sentinels_require_one(tmp_path, cli_env):
+    cluster = SentinelCluster(tmp_path / "locked", sentinel_password="right")
+    cluster.start()
+    try:
+        env = {**cli_env, "REDIS_URL": cluster.url, "STACK_SENTINEL_PASSWORD": "wrong"}
+        run = cli(env, "doctor")
+        good = cli({**env, "STACK_SENTINEL_PASSWORD": "right"}, "dlq", "list")
+    finally:
+        cluster.kill()
+
+    assert run.returncode != 0
+    assert "STACK_SENTINEL_PASSWORD" in run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert good.returncode == 0, good.stdout + good.stderr
+
+
+# ---------------------------------------------------------------- chaos
+
+
+def queued(settings) -> int:
+    client = redis_client(settings)
+    try:
+        return sum(client.llen(name) for name in priority_lists(queue_name(settings, "default")))
+    finally:
+        client.close()
+
+
+@pytest.mark.chaos
+@pytest.mark.stack_settings(STACK_VISIBILITY_TIMEOUT=3, STACK_PUBLISH_TIMEOUT=15)
+def test_a_master_killed_mid_batch_fails_over_and_every_task_is_accounted_for(
+    stack_sentinel, stack_settings, stack_app, stack_worker, batch
+):
+    stack_worker(concurrency=2)
+    stack_worker(concurrency=2)
+    refused: list[str] = []
+    submitting = threading.Thread(target=submit_batch, args=(stack_app, batch, refused))
+    submitting.start()
+    batch.wait_until(lambda a: len(a.succeeded) >= KILL_AFTER_SUCCEEDED, timeout_s=60)
+    waiting = queued(stack_settings)
+
+    killed = stack_sentinel.kill_master()
+    failover_s = stack_sentinel.wait_for_new_master(killed)
+    submitting.join(SETTLE_S)
+
+    assert not submitting.is_alive(), "the submitter never finished"
+    assert waiting > 0 or len(batch.submitted) < BATCH, "batch drained before the kill"
+    accounting = batch.settle(timeout_s=SETTLE_S)
+    print(f"sentinel chaos: {accounting.summary()}, refused {len(refused)}, "
+          f"failover {failover_s:.2f} s")
+    assert len(batch.submitted) == BATCH
+    accounting.assert_every_task_accounted_for()
+    accounting.assert_no_effect_applied_twice()
+
+
+def submit_batch(app, batch, refused: list[str]) -> None:
+    """Submit BATCH records, spread over a few seconds; a refused one is retried (a new id)."""
+    while len(batch.submitted) < BATCH:
+        token = uuid.uuid4().hex
+        try:
+            task_id = submit(app, "diagnostics.record", [token], {"seconds": 0.02})
+        except BrokerUnavailable as exc:
+            refused.append(str(exc))
+            time.sleep(0.2)
+            continue
+        batch.add(task_id, token)
+        time.sleep(0.01)
