@@ -9,6 +9,7 @@ Every module gets its Redis client from :func:`redis_client`. Whatever raises
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,13 +60,34 @@ def unavailable(
     if is_sentinel(url):
         return BrokerUnavailable(
             f"no Redis master through the sentinels {redact(url)} {doing} "
-            f"({type(exc).__name__}: {exc}); are they running and watching that master? "
-            f"Check {variable}, STACK_SENTINEL_MASTER and STACK_SENTINEL_PASSWORD"
+            f"({problem(exc)}); check {variable} too"
         )
     return BrokerUnavailable(
         f"Redis at {redact(url)} did not answer {doing} ({type(exc).__name__}: {exc}); "
         f"is it running? Check {variable}"
     )
+
+
+SENTINEL_HINT = "check the sentinels run, STACK_SENTINEL_MASTER and STACK_SENTINEL_PASSWORD"
+
+
+def problem(exc: BaseException, client: redis.Redis[bytes] | None = None) -> str:
+    """Why Redis did not answer, in one short line; through sentinels, naming their settings.
+
+    redis-py's MasterNotFoundError carries the repr of every sentinel client (hundreds of
+    characters each): only the error kinds they met are kept.
+    """
+    if isinstance(exc, redis.sentinel.MasterNotFoundError):
+        kinds = sorted(set(re.findall(r" - (?:\w+:)?(\w+Error)", str(exc))))
+        name = str(exc).split("'")[1] if "'" in str(exc) else "?"
+        met = f" (they met: {', '.join(kinds)})" if kinds else ""
+        return f"no sentinel named a master {name!r}{met}; {SENTINEL_HINT}"
+    shown = f"{type(exc).__name__}: {exc}"
+    if client is not None and isinstance(
+        client.connection_pool, redis.sentinel.SentinelConnectionPool
+    ):
+        return f"{shown}; {SENTINEL_HINT}"
+    return shown
 
 
 @contextmanager

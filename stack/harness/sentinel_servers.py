@@ -227,10 +227,13 @@ class SentinelCluster:
 
     def _sentinel_ready(self, node: RedisProcess) -> bool:
         client = redis.Redis(
-            port=node.port, password=self.sentinel_password, socket_timeout=1.0, decode_responses=True
+            port=node.port,
+            password=self.sentinel_password,
+            socket_timeout=1.0,
+            decode_responses=True,
         )
         try:
-            state = client.sentinel_master(self.master_name)
+            state = client.sentinel_master(self.master_name)  # type: ignore[no-untyped-call]
         finally:
             client.close()
         flags = str(state.get("flags", ""))

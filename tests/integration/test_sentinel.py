@@ -67,7 +67,7 @@ def cli_env(stack_app, stack_settings, stack_worker_env_file) -> dict[str, str]:
 def test_the_api_submits_and_reports_a_task_over_sentinel(stack_app, stack_settings, stack_worker):
     stack_worker(concurrency=1)
     with TestClient(create_app(stack_settings, stack_app)) as client:
-        posted = client.post("/tasks", json={"task": "diagnostics.echo", "args": ["over HA"]})
+        posted = client.post("/tasks", json={"name": "diagnostics.echo", "args": ["over HA"]})
         assert posted.status_code in (200, 201, 202), posted.text
         task_id = posted.json()["task_id"]
 
@@ -205,8 +205,10 @@ def test_a_master_killed_mid_batch_fails_over_and_every_task_is_accounted_for(
     assert not submitting.is_alive(), "the submitter never finished"
     assert waiting > 0 or len(batch.submitted) < BATCH, "batch drained before the kill"
     accounting = batch.settle(timeout_s=SETTLE_S)
-    print(f"sentinel chaos: {accounting.summary()}, refused {len(refused)}, "
-          f"failover {failover_s:.2f} s")
+    print(
+        f"sentinel chaos: {accounting.summary()}, refused {len(refused)}, "
+        f"failover {failover_s:.2f} s"
+    )
     assert len(batch.submitted) == BATCH
     accounting.assert_every_task_accounted_for()
     accounting.assert_no_effect_applied_twice()
