@@ -47,11 +47,13 @@ class RedisProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def command(self, binary: str) -> list[str]:
+        return [binary, str(self.config), *(["--sentinel"] if self.sentinel else [])]
+
     def start(self, binary: str) -> None:
         if self.running:
             return
-        command = [binary, str(self.config), *(["--sentinel"] if self.sentinel else [])]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.command(binary), stdin=subprocess.DEVNULL)
 
     def stop(self) -> None:
         """SIGTERM (AOF flushed), SIGKILL if it does not exit in time."""
@@ -189,19 +191,29 @@ class SentinelCluster:
             lines += [f'requirepass "{quoted}"', f'sentinel sentinel-pass "{quoted}"']
         return lines
 
+    def write_configs(self) -> None:
+        """The five config files, once: later the sentinels rewrite theirs (and the
+        servers' roles) as failovers happen, and a restart must keep what they learnt."""
+        if any(node.config.exists() for node in self.servers):
+            return
+        master, replica = self.servers
+        self._write(master, self._server_config(master, None))
+        self._write(replica, self._server_config(replica, master.port))
+        for sentinel in self.sentinels:
+            self._write(sentinel, self._sentinel_config(sentinel, master.port))
+
+    def commands(self) -> dict[str, list[str]]:
+        """Each node's name and the command that runs it (configs written first)."""
+        self.write_configs()
+        return {node.name: node.command(self.binary) for node in self.servers + self.sentinels}
+
     # -------------------------------------------------------------- life
 
     def start(self) -> None:
         """Start whatever is not running; on first start, wait until failover could work."""
         if all(node.running for node in self.servers + self.sentinels):
             return
-        first = not any(node.config.exists() for node in self.servers)
-        master, replica = self.servers
-        if first:
-            self._write(master, self._server_config(master, None))
-            self._write(replica, self._server_config(replica, master.port))
-            for sentinel in self.sentinels:
-                self._write(sentinel, self._sentinel_config(sentinel, master.port))
+        self.write_configs()
         for node in self.servers + self.sentinels:
             node.start(self.binary)
         for node in self.servers:
