@@ -21,13 +21,11 @@ from fastapi.testclient import TestClient
 
 from stack.api.app import create_app
 from stack.connection import redis_client
-from stack.errors import BrokerUnavailable
 from stack.harness.sentinel_servers import SentinelCluster
 from stack.pytest_plugin import worker_environ
 from stack.queues import priority_lists, queue_name
 from stack.ratelimit import Rate, RateLimiter
 from stack.settings import settings_env
-from stack.submit import submit
 from tests.integration.helpers import wait_until
 from tests.integration.test_beat_lock import schedule_opened, start_beat, wait_for
 
@@ -217,7 +215,9 @@ def test_a_master_killed_mid_batch_fails_over_and_every_task_is_accounted_for(
     stack_worker(concurrency=2)
     stack_worker(concurrency=2)
     refused: list[str] = []
-    submitting = threading.Thread(target=submit_batch, args=(stack_app, batch, refused))
+    submitting = threading.Thread(
+        target=submit_batch, args=(stack_app, stack_settings, batch, refused)
+    )
     submitting.start()
     batch.wait_until(lambda a: len(a.succeeded) >= KILL_AFTER_SUCCEEDED, timeout_s=60)
     submitted_before_kill = len(batch.submitted)
@@ -236,20 +236,22 @@ def test_a_master_killed_mid_batch_fails_over_and_every_task_is_accounted_for(
         f"sentinel chaos: {accounting.summary()}, refused {len(refused)}, "
         f"failover {failover_s:.2f} s"
     )
-    assert len(batch.submitted) == BATCH
+    assert len(batch.submitted) == BATCH, refused[-3:]
     accounting.assert_every_task_accounted_for()
     accounting.assert_no_effect_applied_twice()
 
 
-def submit_batch(app, batch, refused: list[str]) -> None:
-    """Submit BATCH records, spread over seconds; a refused one is retried (with a new id)."""
-    while len(batch.submitted) < BATCH:
-        token = uuid.uuid4().hex
-        try:
-            task_id = submit(app, "diagnostics.record", [token], {"seconds": 0.02})
-        except BrokerUnavailable as exc:
-            refused.append(str(exc))
-            time.sleep(0.2)
-            continue
-        batch.add(task_id, token)
-        time.sleep(SUBMIT_GAP_S)
+def submit_batch(app, settings, batch, refused: list[str]) -> None:
+    """POST BATCH records to the API, spread over seconds; a 503 is retried (with a new id)."""
+    with TestClient(create_app(settings, app)) as client:
+        while len(batch.submitted) < BATCH:
+            token = uuid.uuid4().hex
+            body = {"name": "diagnostics.record", "args": [token], "kwargs": {"seconds": 0.02}}
+            answer = client.post("/tasks", json=body)
+            if answer.status_code == 503:
+                refused.append(answer.text)
+                time.sleep(0.2)
+                continue
+            assert answer.status_code in (200, 201, 202), answer.text
+            batch.add(answer.json()["task_id"], token)
+            time.sleep(SUBMIT_GAP_S)
