@@ -16,18 +16,22 @@ import threading
 import time
 import uuid
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from stack.api.app import create_app
 from stack.connection import redis_client
 from stack.harness.sentinel_servers import SentinelCluster
+from stack.launcher.ha import SENTINEL_PORT_OFFSET
 from stack.pytest_plugin import worker_environ
 from stack.queues import priority_lists, queue_name
 from stack.ratelimit import Rate, RateLimiter
+from stack.redis_command import free_port, port_is_free
 from stack.settings import settings_env
 from tests.integration.helpers import wait_until
 from tests.integration.test_beat_lock import schedule_opened, start_beat, wait_for
+from tests.integration.test_up import Up, flower_sees_alive, poll_status
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +39,7 @@ CLI_TIMEOUT_S = 60
 BATCH = 300
 KILL_AFTER_SUCCEEDED = 40  # the master dies with most of the batch still to run
 SETTLE_S = 120.0
+HA_NODES = ["redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"]
 SUBMIT_GAP_S = 0.03  # the batch takes ~10 s to submit: the master dies while it goes in
 
 
@@ -125,6 +130,44 @@ def test_the_rate_limiter_spaces_grants_over_sentinel(stack_app, stack_settings)
 
     assert first.granted and not second.granted
     assert second.at_s - first.at_s == pytest.approx(rate.interval_s, abs=0.05)
+
+
+def ha_base_port() -> int:
+    """A master port whose replica (+1) and sentinel (+20000..+20002) ports are free too."""
+    for _ in range(200):
+        port = free_port()
+        ports = [port, port + 1, *(port + SENTINEL_PORT_OFFSET + n for n in range(3))]
+        if ports[-1] < 65536 and all(port_is_free(p) for p in ports):
+            return port
+    raise AssertionError("no free set of ports for the ha profile")
+
+
+@pytest.fixture
+def up_ha(tmp_path):
+    """`up --profile ha` on a free set of ports, every process killed after the test."""
+    stack = Up(tmp_path, "--profile", "ha", REDIS_URL=f"redis://127.0.0.1:{ha_base_port()}/0")
+    yield stack
+    stack.cleanup()
+
+
+def test_up_profile_ha_gates_master_replica_sentinels_then_serves_every_part_over_them(up_ha):
+    stack = up_ha
+    table = stack.wait_ready()
+    names = [s["name"] for s in table["services"]]
+    assert names == [*HA_NODES, "api", "worker", "beat", "flower"]
+    assert {s["state"] for s in table["services"]} == {"ready"}
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.api_port}", timeout=10) as client:
+        accepted = client.post("/tasks", json={"name": "diagnostics.echo", "args": ["ha"]})
+        assert accepted.status_code == 202, accepted.text
+        done = poll_status(client, accepted.json()["status_url"], {"success", "failure"})
+        assert (done["status"], done["result"]) == ("success", "ha")
+    worker = table["services"][names.index("worker")]["url"]
+    assert flower_sees_alive(stack.flower_port, worker), "Flower never saw the worker"
+
+    stack.process.send_signal(signal.SIGINT)
+    assert stack.wait() == 0, stack.log[-4000:]
+    assert "Connected to sentinel://" in stack.log
 
 
 # ---------------------------------------------------------------- bad settings
