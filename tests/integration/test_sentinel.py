@@ -25,10 +25,10 @@ from stack.connection import redis_client
 from stack.harness.sentinel_servers import SentinelCluster
 from stack.launcher.ha import SENTINEL_PORT_OFFSET
 from stack.pytest_plugin import worker_environ
-from stack.queues import priority_lists, queue_name
+from stack.queues import physical_names, priority_lists, queue_name
 from stack.ratelimit import Rate, RateLimiter
 from stack.redis_command import free_port, port_is_free
-from stack.settings import settings_env
+from stack.settings import Settings, settings_env
 from tests.integration.helpers import wait_until
 from tests.integration.test_beat_lock import schedule_opened, start_beat, wait_for
 from tests.integration.test_up import Up, flower_sees_alive, poll_status
@@ -97,6 +97,45 @@ def test_cli_status_doctor_submit_and_dlq_work_over_sentinel(cli_env, stack_work
     assert submitted.returncode == 1, submitted.stdout + submitted.stderr
     assert dead.returncode == 0, dead.stderr
     assert "diagnostics.always_fail" in dead.stdout
+
+
+def test_a_cluster_with_master_and_sentinel_passwords_runs_a_task_end_to_end(
+    tmp_path, stack_settings, stack_worker_env_file
+):
+    cluster = SentinelCluster(tmp_path / "pw", password="master-pw", sentinel_password="sent-pw")
+    cluster.start()
+    worker = None
+    try:
+        settings = Settings.load(
+            environ={
+                **settings_env(stack_settings),
+                "REDIS_URL": cluster.url,
+                **cluster.settings_environ(),
+            }
+        )
+        env = worker_environ(settings, stack_worker_env_file, os.environ, sys.path)
+        command = [sys.executable, "-m", "celery", "-A", "stack.celery_app", "worker", "-c", "1"]
+        worker = subprocess.Popen(
+            [
+                *command,
+                "--without-mingle",
+                "--without-gossip",
+                "-Q",
+                ",".join(physical_names(settings)),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "worker.log").open("wb"),
+        )
+        run = cli(env, "submit", "diagnostics.echo", "--args", '["locked"]', "--wait", "45")
+    finally:
+        if worker is not None:
+            worker.kill()
+            worker.wait()
+        cluster.kill()
+
+    assert run.returncode == 0, run.stdout + run.stderr + (tmp_path / "worker.log").read_text()
+    assert "locked" in run.stdout
 
 
 def test_the_beat_lock_lets_one_beat_dispatch_over_sentinel(stack_app, stack_settings, tmp_path):
