@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 
 from stack import compat, jsonlog, poison, queues, retry
-from stack.connection import ssl_options, url_with_password
+from stack.connection import sentinel_transport_options, ssl_options, url_with_password
 from stack.context import bind
 from stack.errors import SettingsError
 from stack.metrics import hooks
@@ -52,6 +52,7 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
         "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_S,
         "retry_on_timeout": False,
+        **sentinel_transport_options(settings, settings.broker_url),
     }
 
 
@@ -62,7 +63,10 @@ def broker_settings(settings: Settings) -> dict[str, Any]:
         "broker_url": url_with_password(settings.broker_url, settings),
         "result_backend": backend_url(url_with_password(settings.result_backend, settings)),
         "broker_transport_options": transport_options(settings),
-        "result_backend_transport_options": {"visibility_timeout": settings.visibility_timeout_s},
+        "result_backend_transport_options": {
+            "visibility_timeout": settings.visibility_timeout_s,
+            **sentinel_transport_options(settings, settings.result_backend),
+        },
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,
         "task_publish_retry_policy": {

@@ -23,6 +23,7 @@ from redis.retry import Retry
 from stack.connection import url_password
 from stack.errors import InsecureSettings
 from stack.redis_command import LOOPBACK_HOSTS
+from stack.redis_url import is_sentinel, sentinel_urls
 from stack.retry import delay_overrun_s
 from stack.settings import Settings
 
@@ -52,8 +53,9 @@ class Finding:
 
 
 def redis_urls(settings: Settings) -> list[str]:
-    """Broker and result backend, once each."""
-    return list(dict.fromkeys([settings.broker_url, settings.result_backend]))
+    """Broker and result backend, once each (a sentinel list by its first entry)."""
+    urls = [settings.broker_url, settings.result_backend]
+    return list(dict.fromkeys(sentinel_urls(u)[0] if is_sentinel(u) else u for u in urls))
 
 
 def _weak(secret: str) -> str | None:
@@ -240,7 +242,7 @@ def check_redis_auth(settings: Settings) -> list[Finding]:
     """
     findings = []
     for url in redis_urls(settings):
-        if _answers_without_password(url, settings):
+        if not is_sentinel(url) and _answers_without_password(url, settings):
             findings.append(
                 Finding(
                     f"Redis at {_host(url)} answers commands without a password",

@@ -13,6 +13,8 @@ the same name in a conftest.py:
 - ``stack_app``: the app under test bound to the test Redis, on an empty database.
 - ``stack_worker``: factory of real worker subprocesses, stopped after the test.
 - ``stack_dead_letters``: the dead-letter store bound to the test Redis.
+- ``stack_sentinel``: a master, a replica and three sentinels for one test; a module
+  overriding ``stack_redis`` with it runs every fixture above over ``sentinel://``.
 
 This module is an edge: it reads os.environ (settings, testcontainers knobs).
 """
@@ -43,6 +45,7 @@ from stack.harness.backend_choice import (
     use_testcontainers_defaults,
 )
 from stack.harness.redis_servers import RedisServer
+from stack.harness.sentinel_servers import SentinelCluster
 from stack.harness.worker_process import WorkerProcess
 from stack.queues import QUEUES, physical_names
 from stack.settings import Settings, settings_env
@@ -172,6 +175,17 @@ def stack_redis(
 
 
 @pytest.fixture
+def stack_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelCluster]:
+    """A Redis that fails over (master, replica, three sentinels), SIGKILLed after the test."""
+    cluster = SentinelCluster(tmp_path_factory.mktemp("sentinel"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.kill()
+
+
+@pytest.fixture
 def stack_settings_overrides() -> dict[str, Any]:
     """Override in a test module to change settings (e.g. {"STACK_RATE_LIMITS": "x=5/s"})."""
     return {}
@@ -192,6 +206,7 @@ def stack_settings(
     env = {
         **settings_env(stack_base_settings),
         "REDIS_URL": stack_redis.url,
+        **getattr(stack_redis, "settings_environ", dict)(),  # a SentinelCluster's master name
         "STACK_RETRY_DELAYS": TEST_RETRY_DELAYS,
         "STACK_VISIBILITY_TIMEOUT": TEST_VISIBILITY_TIMEOUT_S,
         "STACK_KEY_PREFIX": f"stack-{worker_id}:",

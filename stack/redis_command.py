@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from stack.connection import url_password
+from stack.connection import redact, url_password
 from stack.errors import RedisServerError, ServiceFailed
+from stack.redis_url import is_sentinel
 from stack.settings import Settings
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -101,6 +102,12 @@ def redis_password(settings: Settings) -> str | None:
 
 def local_redis_port(settings: Settings) -> int:
     """The port of the broker's Redis, which must be on this machine for us to start it."""
+    if is_sentinel(settings.broker_url):
+        raise ServiceFailed(
+            f"the sentinels {redact(settings.broker_url)} do not answer, and `up` starts "
+            "sentinels only in the ha profile: start yours, or run `celery-stack up --profile ha` "
+            "with REDIS_URL=redis://127.0.0.1:6379/0"
+        )
     parts = urlsplit(settings.broker_url)
     if (parts.hostname or "") not in LOOPBACK_HOSTS:
         raise ServiceFailed(

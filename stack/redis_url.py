@@ -12,13 +12,20 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEME = "sentinel"
+SENTINEL_SEPARATOR = ";"  # kombu's and Celery's separator between sentinels
+SENTINEL_PORT = 26379
 REDIS_URL_FORM = (
-    "redis://[:password@]host[:port][/db], rediss://... (TLS) or unix:///path/to/socket[?db=N]"
+    "redis://[:password@]host[:port][/db], rediss://... (TLS), unix:///path/to/socket[?db=N] "
+    "or sentinel://[:password@]host:port[/db];sentinel://host:port;... (Redis Sentinel)"
 )
 
 
 def redact(url: str) -> str:
-    """``url`` fit for a message or a table: its password replaced by ``***``."""
+    """``url`` fit for a message or a table: its password replaced by ``***``
+    (in every entry of a sentinel list)."""
+    if SENTINEL_SEPARATOR in url:
+        return SENTINEL_SEPARATOR.join(redact(part) for part in url.split(SENTINEL_SEPARATOR))
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -30,21 +37,72 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
+def is_sentinel(url: str) -> bool:
+    """Whether ``url`` names Redis Sentinels (kombu's and Celery's ``sentinel://`` list)."""
+    return url.lower().startswith(f"{SENTINEL_SCHEME}://")
+
+
+def sentinel_urls(url: str) -> list[str]:
+    """The ``sentinel://`` URLs of a list, one per sentinel (empty entries dropped)."""
+    return [part.strip() for part in url.split(SENTINEL_SEPARATOR) if part.strip()]
+
+
+def sentinel_hosts(url: str) -> list[tuple[str, int]]:
+    """(host, port) of every sentinel a ``sentinel://`` list names."""
+    hosts = []
+    for part in sentinel_urls(url):
+        parts = urlsplit(part)
+        hosts.append((parts.hostname or "127.0.0.1", parts.port or SENTINEL_PORT))
+    return hosts
+
+
+def sentinel_db(url: str) -> int:
+    """The database of the master behind the sentinels (the first URL's, as kombu reads it)."""
+    path = urlsplit(sentinel_urls(url)[0]).path.strip("/")
+    return int(path) if path else 0
+
+
 def check_redis_url(url: str) -> str:
     """``url`` (scheme lower-cased) when redis-py can connect with it; else a ValueError
     saying what is wrong.
 
-    The scheme is redis, rediss or unix (no sentinel: nothing here speaks it); a
-    TCP URL names a host and a port in 1-65535; the database is a whole number.
+    The scheme is redis, rediss, unix or sentinel; a TCP URL names a host and a port
+    in 1-65535; the database is a whole number. A list (``;``) is sentinels only,
+    every one of them ``sentinel://``.
     """
-    if ";" in url:
-        raise ValueError(f"a list of URLs (failover): give one Redis URL, {REDIS_URL_FORM}")
+    if is_sentinel(url):
+        return _check_sentinels(url)
+    if SENTINEL_SEPARATOR in url:
+        raise ValueError(
+            "a list of URLs: give one Redis URL, or Sentinels as "
+            f"sentinel://host:port;sentinel://host:port; expected {REDIS_URL_FORM}"
+        )
+    return _check_one(url)
+
+
+def _check_sentinels(url: str) -> str:
+    """Every entry of a sentinel list checked as one URL (scheme sentinel, host, port, db)."""
+    checked = []
+    for part in sentinel_urls(url):
+        if not is_sentinel(part):
+            raise ValueError(
+                f"{redact(part)!r} in a sentinel list: every entry must be "
+                "sentinel://host:port (e.g. sentinel://127.0.0.1:26379;sentinel://127.0.0.1:26380)"
+            )
+        checked.append(_check_one(part))
+    if not checked:
+        raise ValueError(f"no sentinel in the list: expected {REDIS_URL_FORM}")
+    return SENTINEL_SEPARATOR.join(checked)
+
+
+def _check_one(url: str) -> str:
+    """One URL: scheme, host, port and database."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # urllib: "Port out of range", "Port could not be cast", ...
         raise ValueError(f"{_port_problem(url, exc)}; expected {REDIS_URL_FORM}") from None
-    if parts.scheme.lower() not in REDIS_URL_SCHEMES:
+    if parts.scheme.lower() not in (*REDIS_URL_SCHEMES, SENTINEL_SCHEME):
         shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
         raise ValueError(f"not a Redis URL ({shown}): expected {REDIS_URL_FORM}")
     query = parse_qs(parts.query)

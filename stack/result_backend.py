@@ -7,6 +7,9 @@ API, Locust) then piles up subscriptions and undrained messages (celery #3808,
 Celery application must be restarted`` before the publish retry policy even
 runs. ``AsyncResult.get()`` subscribes by itself and then reads the stored
 state, so dropping the publish-time subscription loses nothing.
+
+Through Redis Sentinel (a ``sentinel://`` list) the same behaviour sits on
+Celery's SentinelBackend, which finds the master through the sentinels.
 """
 
 from __future__ import annotations
@@ -15,18 +18,20 @@ import time
 from typing import Any
 
 import redis
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 
 BACKEND_CLASS = "stack.result_backend:StackRedisBackend"
+SENTINEL_BACKEND_CLASS = "stack.result_backend:StackSentinelBackend"
 REDIS_SCHEMES = ("redis://", "rediss://")
+SENTINEL_SCHEMES = ("sentinel://",)
 RESULT_WRITE_RETRY_S = 30.0  # a task's result outlives a Redis restart (AOF keeps the rest)
 RESULT_WRITE_RETRY_INTERVAL_S = 0.25
 # Redis gone or restarting (not kombu's wider connection_errors, which include KeyError).
 RESULT_WRITE_RETRY_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError)
 
 
-class StackRedisBackend(RedisBackend):
-    """RedisBackend that subscribes on ``.get()`` only."""
+class _StackBackendMixin(RedisBackend):
+    """What both our backends change: subscribe on ``.get()`` only, retry result writes."""
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         return None
@@ -50,8 +55,19 @@ class StackRedisBackend(RedisBackend):
                 time.sleep(RESULT_WRITE_RETRY_INTERVAL_S)
 
 
+class StackRedisBackend(_StackBackendMixin):
+    """RedisBackend that subscribes on ``.get()`` only."""
+
+
+class StackSentinelBackend(_StackBackendMixin, SentinelBackend):
+    """SentinelBackend (the master found through the sentinels), subscribing on ``.get()``."""
+
+
 def backend_url(url: str) -> str:
-    """The ``result_backend`` value selecting our class for a Redis URL (others unchanged)."""
+    """The ``result_backend`` value selecting our class for a Redis or sentinel URL
+    (others unchanged)."""
+    if url.lower().startswith(SENTINEL_SCHEMES):
+        return f"{SENTINEL_BACKEND_CLASS}+{url}"
     if url.startswith(REDIS_SCHEMES):
         return f"{BACKEND_CLASS}+{url}"
     return url

@@ -29,7 +29,7 @@ from pydantic_settings import (
 from stack.envfile import read_env_file
 from stack.errors import SettingsError
 from stack.rates import parse_rate
-from stack.redis_url import check_redis_url, redact
+from stack.redis_url import check_redis_url, is_sentinel, redact
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_RETRY_DELAYS_S = (60.0, 300.0, 900.0)  # the seeds' 1 min / 5 min / 15 min
@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     celery_broker_url: str | None = Field(None, validation_alias=_env("CELERY_BROKER_URL"))
     celery_result_backend: str | None = Field(None, validation_alias=_env("CELERY_RESULT_BACKEND"))
     redis_password: SecretStr | None = Field(None, validation_alias=_env("STACK_REDIS_PASSWORD"))
+    # Redis Sentinel (a sentinel:// URL): the master's name and the sentinels' own password.
+    sentinel_master: str | None = Field(None, validation_alias=_env("STACK_SENTINEL_MASTER"))
+    sentinel_password: SecretStr | None = Field(
+        None, validation_alias=_env("STACK_SENTINEL_PASSWORD")
+    )
     redis_ssl_ca_certs: Path | None = Field(None, validation_alias=_env("STACK_REDIS_SSL_CA_CERTS"))
     redis_ssl_certfile: Path | None = Field(None, validation_alias=_env("STACK_REDIS_SSL_CERTFILE"))
     redis_ssl_keyfile: Path | None = Field(None, validation_alias=_env("STACK_REDIS_SSL_KEYFILE"))
@@ -257,6 +262,24 @@ class Settings(BaseSettings):
         if self.task_hard_timeout_s is not None and self.task_hard_timeout_s <= self.task_timeout_s:
             raise ValueError(
                 "STACK_TASK_HARD_TIMEOUT must be greater than TASK_TIMEOUT (the soft limit)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sentinel_has_master(self) -> Settings:
+        named = [
+            variable
+            for variable, url in zip(
+                URL_VARIABLES,
+                (self.redis_url, self.celery_broker_url, self.celery_result_backend),
+                strict=True,
+            )
+            if url and is_sentinel(url)
+        ]
+        if named and not self.sentinel_master:
+            raise ValueError(
+                f"{named[0]} names Redis Sentinels: set STACK_SENTINEL_MASTER to the name of "
+                "the master they watch (their `sentinel monitor <name> ...` line, e.g. mymaster)"
             )
         return self
 

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from stack.connection import REDIS_ERRORS, redact, redis_client
+from stack.connection import REDIS_ERRORS, problem, redact, redis_client
 from stack.context import context_of
 
 REDIS_PING_TIMEOUT_S = 1.0  # a healthy Redis answers in microseconds; a hung one costs 1 s
@@ -47,7 +47,7 @@ def ping_redis(client: redis.Redis[bytes]) -> str | None:
     try:
         client.ping()
     except REDIS_ERRORS as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return problem(exc, client)
     return None
 
 

@@ -43,7 +43,10 @@ def add_up(sub: Any) -> None:
         "is no Procfile",
     )
     p.add_argument(
-        "--profile", default=None, choices=["dev", "production"], help="default: STACK_PROFILE"
+        "--profile",
+        default=None,
+        choices=["dev", "production", "ha"],
+        help="default: STACK_PROFILE",
     )
     p.add_argument("--only", default=None, help="comma-separated Procfile names to run")
     p.add_argument(

@@ -1,4 +1,4 @@
-"""The profiles `up` knows (dev, production) and :func:`build_services`, which picks one.
+"""The profiles `up` knows (dev, production, ha) and :func:`build_services`, which picks one.
 
 A profile is a function from (settings, Procfile commands, "Redis already
 runs") to services, so the production profile reuses the dev one and
@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from stack.errors import SettingsError
 from stack.launcher.dev import dev_services
+from stack.launcher.ha import ha_services
 from stack.launcher.production import production_services
 from stack.launcher.services import Service
 from stack.preflight import warn_once
@@ -27,7 +28,11 @@ def dev_profile(settings: Settings, commands: Mapping[str, str], running: bool) 
     return dev_services(settings, commands, running)
 
 
-PROFILES: dict[str, ProfileBuilder] = {"dev": dev_profile, "production": production_services}
+PROFILES: dict[str, ProfileBuilder] = {
+    "dev": dev_profile,
+    "production": production_services,
+    "ha": ha_services,  # dev on a master, a replica and three sentinels
+}
 
 
 def build_services(

@@ -24,7 +24,8 @@ def load(**env: str) -> Settings:
     [
         ("notaurl", "not a Redis URL (no scheme)"),
         ("http://127.0.0.1:6379/0", "not a Redis URL (scheme 'http')"),
-        ("sentinel://h:26379/0", "not a Redis URL (scheme 'sentinel')"),
+        ("sentinel://h:26379/0;redis://h:6379/0", "every entry must be sentinel://host:port"),
+        ("sentinel://h:99999/0", "port '99999' is not a port from 1 to 65535"),
         ("redis://127.0.0.1:99999/0", "port '99999' is not a port from 1 to 65535"),
         ("redis://127.0.0.1:abc/0", "port 'abc' is not a port from 1 to 65535"),
         ("redis://127.0.0.1:0/0", "port 0"),
@@ -40,7 +41,11 @@ def test_a_malformed_redis_url_is_refused_naming_the_variable(variable, url, exp
         load(**{variable: url})
     message = str(error.value)
     assert f"{variable}: " in message and expected in message
-    assert "redis://[:password@]host[:port][/db]" in message or "e.g. redis://" in message
+    assert (
+        "redis://[:password@]host[:port][/db]" in message
+        or "e.g. redis://" in message
+        or "e.g. sentinel://" in message
+    )
 
 
 @pytest.mark.parametrize(
