@@ -25,6 +25,7 @@ import httpx
 import pytest
 import redis
 
+from stack.checks.readiness import ping_workers
 from stack.connection import redis_client
 from stack.harness.worker_process import WorkerProcess
 from stack.pytest_plugin import physical_queues, worker_environ
@@ -43,7 +44,9 @@ SUBMIT_THREADS = 8
 READY_TIMEOUT_S = 30.0
 SETTLE_TIMEOUT_S = 150.0
 HELD_AFTER_CUT_S = 1.0  # a message still unacked this long after the cut is the cut host's
-CUT_AFTER = BATCH // 4  # tasks succeeded before the cable is pulled
+CUT_AFTER = BATCH // 4
+HEALED_WAIT_S = 30.0  # the cut host's sockets may take this long to notice the link is back
+HEALED_WATCH_S = 3.0  # then it has this long to run what it held, were it to
 API_KEY = "multi-host-test-key"
 
 
@@ -161,6 +164,15 @@ def submit_through_api(api_url: str, count: int) -> list[tuple[str, str]]:
         return list(pool.map(lambda _: post(client), range(count)))
 
 
+def reconnected(app: Any, hostname: str) -> bool:
+    """Whether ``hostname`` answers a ping within HEALED_WAIT_S of its link coming back."""
+    deadline = time.monotonic() + HEALED_WAIT_S
+    while time.monotonic() < deadline:
+        if ping_workers(app, 1.0, destination=[hostname]):
+            return True
+    return False
+
+
 def unacked_task_ids(batch: Batch) -> set[str]:
     """Ids of the delivered, not yet acked messages (kombu's ``unacked`` hash) of ``batch``."""
     client = redis_client(batch.settings)
@@ -224,6 +236,14 @@ def test_a_batch_through_the_api_survives_a_worker_host_losing_its_link(
         back_after_s = time.monotonic() - cut_at
         accounting = batch.settle(SETTLE_TIMEOUT_S)
         after = by_host(batch)
+        finished_by = {batch.worker_of(tid) for tid in stranded}
+        # The partition heals: host B may still hold the messages it took. Whatever it
+        # does with them now, no effect may be applied twice and no task change outcome.
+        network.reconnect(network.hosts["worker-b"])
+        healed = reconnected(stack_app, b.hostname)
+        time.sleep(HEALED_WATCH_S)
+        after_heal = batch.account()
+        late = {tid for tid in stranded if batch.worker_of(tid) == b.hostname}
     finally:
         for worker in workers.values():
             worker.kill()
@@ -231,7 +251,9 @@ def test_a_batch_through_the_api_survives_a_worker_host_losing_its_link(
     figures = (
         f"{accounting.summary()}; per host before cut {dict(before_cut)}, at end {dict(after)}; "
         f"{len(stranded)} unacked on B at the cut ({accounting.reruns} of them started there), "
-        f"all succeeded on A {back_after_s:.1f} s after the cut"
+        f"all succeeded on A {back_after_s:.1f} s after the cut; after the link came back "
+        f"B {'answered' if healed else 'did not answer'} a ping, reruns {after_heal.reruns}, "
+        f"{len(late)} result(s) rewritten late by B"
     )
     print(f"\nmulti-host: {figures}")
     assert len(batch.submitted) == BATCH
@@ -239,6 +261,8 @@ def test_a_batch_through_the_api_survives_a_worker_host_losing_its_link(
     accounting.assert_no_effect_applied_twice()
     assert before_cut[a.hostname] and before_cut[b.hostname], f"one host idle: {figures}"
     assert stranded, f"host B held no task at the cut: nothing proved ({figures})"
-    finished_by = {batch.worker_of(tid) for tid in stranded}
     assert finished_by == {a.hostname}, f"stranded tasks finished by {finished_by}: {figures}"
     assert after[b.hostname] == before_cut[b.hostname], f"B worked without a link: {figures}"
+    after_heal.assert_every_task_accounted_for()
+    after_heal.assert_no_effect_applied_twice()
+    assert after_heal.states == accounting.states, f"an outcome changed after the heal: {figures}"
