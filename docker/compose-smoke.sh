@@ -88,21 +88,28 @@ deadline=$(( $(date +%s) + HEALTHY_TIMEOUT_S ))
 while :; do
     pending=""
     for service in redis preflight api worker beat flower prometheus; do
-        id="$(compose ps -q "$service")"
-        [ -n "$id" ] || { pending="$pending $service(not created)"; continue; }
-        state="$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}} {{.State.ExitCode}}' "$id")"
-        case "$service:$state" in
-            preflight:exited*" 0") ;;
-            preflight:exited*) log "preflight refused to start the stack"; exit 1 ;;
-            *:"running healthy "*) ;;
-            *) pending="$pending $service($state)" ;;
-        esac
+        ids="$(compose ps -q "$service")"
+        [ -n "$ids" ] || { pending="$pending $service(not created)"; continue; }
+        for id in $ids; do  # the worker has replicas (STACK_WORKER_REPLICAS)
+            state="$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}} {{.State.ExitCode}}' "$id")"
+            case "$service:$state" in
+                preflight:exited*" 0") ;;
+                preflight:exited*) log "preflight refused to start the stack"; exit 1 ;;
+                *:"running healthy "*) ;;
+                *) pending="$pending $service($state)" ;;
+            esac
+        done
     done
     [ -z "$pending" ] && break
     [ "$(date +%s)" -lt "$deadline" ] || { log "not healthy within ${HEALTHY_TIMEOUT_S} s:$pending"; exit 1; }
     sleep 2
 done
 log "every service healthy after $(( $(date +%s) - up_at )) s"
+workers="$(compose ps -q worker | wc -l)"
+names="$(compose ps -q worker | xargs docker inspect -f '{{.Config.Hostname}}' | sort -u | wc -l)"
+[ "$workers" -ge 2 ] && [ "$names" -eq "$workers" ] ||
+    { log "expected >= 2 worker replicas with distinct node names, got $workers ($names names)"; exit 1; }
+log "$workers worker replicas, each its own node (worker@<container hostname>)"
 
 # --- a task through the API, from inside the api container ------------------------------
 compose exec -T api python - <<'EOF'
