@@ -30,6 +30,7 @@ from stack.settings import Settings
 
 MAX_TRACEBACK_CHARS = 20_000  # enough for any real traceback; bounds a runaway one
 DEFAULT_PAGE_SIZE = 50
+SCAN_CHUNK = 500  # records read per round trip by a filtered listing
 
 # Insert a record once per task id, then apply retention (age first, then count).
 ADD_LUA = """
@@ -251,6 +252,26 @@ class DeadLetterStore:
             return []
         return [r for r in self._load(ids) if r is not None]
 
+    def matching(
+        self, name: str = "", error: str = "", offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> tuple[int, list[DeadLetter]]:
+        """(how many match, that page of them) of the records of task ``name`` that failed with
+        ``error`` (the exception type, full or its last part), newest first; "" matches any.
+
+        Unfiltered, one page is read (the index is ordered). A filter reads the records in
+        chunks to test them, which is linear in the store: bounded by its retention.
+        """
+        if not name and not error:
+            return self.count(), self.page(offset, limit)
+        matched = []
+        ids = self.redis.zrevrange(self.index_key, 0, -1)
+        for start in range(0, len(ids), SCAN_CHUNK):
+            chunk = ids[start : start + SCAN_CHUNK]
+            raws = self.redis.hmget(self.records_key, chunk)
+            matched += [i for i, raw in zip(chunk, raws, strict=True) if _matches(raw, name, error)]
+        page = matched[offset : offset + limit] if limit > 0 else []
+        return len(matched), [r for r in (self._load(page) if page else []) if r is not None]
+
     def get(self, record_id: str) -> DeadLetter:
         record = self._load([record_id])[0]
         if record is None:
@@ -320,6 +341,16 @@ def _with_replay(record: DeadLetter, raw: bytes | None) -> DeadLetter:
     if replay.get("state") == "replayed" and replay["task_id"] not in known:
         record.replays.append(Replay(task_id=replay["task_id"], at=float(replay["at"])))
     return record
+
+
+def _matches(raw: bytes | None, name: str, error: str) -> bool:
+    if raw is None:
+        return False
+    record = json.loads(raw)
+    kind = str(record.get("exception_type", ""))
+    return (not name or record.get("name") == name) and (
+        not error or error in (kind, kind.rpartition(".")[2])
+    )
 
 
 def _text(value: bytes | str) -> str:
