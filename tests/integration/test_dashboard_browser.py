@@ -10,6 +10,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ from stack.task_status import task_status
 from tests.integration.helpers import wait_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def stack_settings_overrides(tmp_path):
+    return {"STACK_DATA_DIR": str(tmp_path / "data")}  # uploads of the test, not the checkout's
+
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -112,6 +119,11 @@ class Page:
     def close(self) -> None:
         self.page.close()
 
+    def shown_problem(self) -> str:
+        """The dashboard's error banner, "" when hidden (a failed refresh shows there)."""
+        box = self.page.locator("#problem")
+        return box.inner_text() if box.count() and box.is_visible() else ""
+
 
 @pytest.fixture
 def tab(browser) -> Iterator[Page]:
@@ -139,10 +151,14 @@ def test_the_overview_loads_with_redis_and_workers_at_1280x800_and_narrow(
     page.wait_for_function("document.querySelectorAll('#workers tbody td').length >= 4")
     assert worker.hostname in page.locator("#workers tbody").inner_text()
     assert page.locator("#chart svg").count() == 1
+    page.wait_for_selector("#services tbody td")
+    assert tab.shown_problem() == ""
     screenshot(page, "dashboard-overview.png")
     page.set_viewport_size({"width": 400, "height": 800})
     page.goto(served.url + "/ui#queues")
     page.wait_for_selector("#queue-table tbody td")
+    page.wait_for_selector("#limited tbody td")
+    assert tab.shown_problem() == ""
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= 400, f"the narrow page scrolls sideways ({scroll_width} px)"
     page.keyboard.press("Tab")  # the first link takes the focus: actions are reachable
@@ -155,11 +171,12 @@ def test_a_dead_letter_shows_opens_and_is_replayed_by_a_click_and_its_task_succe
 ):
     stack_worker(concurrency=1)
     # A real failure the operator can fix: the upload is missing (a non-retryable error).
-    task_id = submit(stack_app, "files.process_csv", kwargs={"path": "ui-test.csv"})
+    upload = f"ui-test-{uuid.uuid4().hex}.csv"  # the data dir outlives a test: a new name
+    task_id = submit(stack_app, "files.process_csv", kwargs={"path": upload})
     wait_until(lambda: stack_dead_letters.count() == 1, 60, "the task to be dead-lettered")
     uploads = stack_settings.data_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
-    (uploads / "ui-test.csv").write_text("a,b\n1,2\n")  # fixed: now the replay can succeed
+    (uploads / upload).write_text("a,b\n1,2\n")  # fixed: now the replay can succeed
 
     page = tab.page
     page.set_viewport_size({"width": 1280, "height": 800})
@@ -167,6 +184,7 @@ def test_a_dead_letter_shows_opens_and_is_replayed_by_a_click_and_its_task_succe
     row = page.locator("#dl-table tbody tr", has_text="files.process_csv")
     row.wait_for()
     assert "InvalidInput" in row.inner_text()
+    assert tab.shown_problem() == ""
     screenshot(page, "dashboard-dead-letters.png")
     row.get_by_role("link", name="open").click()
     page.wait_for_selector("#record")

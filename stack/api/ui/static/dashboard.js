@@ -51,7 +51,9 @@
     );
     if (!rows.length) {
       const columns = table.querySelectorAll("thead th").length || 1;
-      body.append(el("tr")).append(el("td", "none", { colspan: String(columns), class: "muted" }));
+      const tr = el("tr");
+      tr.append(el("td", "none", { colspan: String(columns), class: "muted" }));
+      body.append(tr);
     }
   }
 
@@ -104,7 +106,9 @@
     const label = document.createElementNS(ns, "text");
     label.setAttribute("x", "0");
     label.setAttribute("y", String(height + 16));
-    label.textContent = `peak ${peak} per ${every} s · green: succeeded · red: failed or dead-lettered`;
+    label.textContent = series.length
+      ? `peak ${peak} per ${every} s · green: succeeded · red: failed or dead-lettered`
+      : "no sample interval yet";
     svg.append(label);
     box.replaceChildren(svg);
     $("chart-note").textContent = series.length ? "" : "(collecting: one sample per " + every + " s)";
