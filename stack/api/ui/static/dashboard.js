@@ -35,7 +35,7 @@
     return body;
   }
 
-  function fillRows(table, rows) {
+  function fillRows(table, rows, empty) {
     const body = table.querySelector("tbody");
     body.replaceChildren(
       ...rows.map((cells) => {
@@ -52,7 +52,7 @@
     if (!rows.length) {
       const columns = table.querySelectorAll("thead th").length || 1;
       const tr = el("tr");
-      tr.append(el("td", "none", { colspan: String(columns), class: "muted" }));
+      tr.append(el("td", empty || "none", { colspan: String(columns), class: "muted" }));
       body.append(tr);
     }
   }
@@ -133,10 +133,12 @@
       ["dead letters", q.dead_letters],
     ]);
     chart(o.throughput, o.sample_every_s);
-    fillRows($("workers"), o.workers.map((w) => [w.name, w.concurrency, w.active, w.processed]));
+    fillRows($("workers"), o.workers.map((w) => [w.name, w.concurrency, w.active, w.processed]),
+      "no worker answered");
     fillRows(
       $("services"),
       (o.services || []).map((s) => [s.name, s.state, s.pid, duration(s.uptime_s)]),
+      o.services === null ? "this API was not started by celery-stack up" : "none",
     );
   }
 
