@@ -11,6 +11,7 @@ and replay it. The store owns the ``<key_prefix>deadletter:`` keys:
 * ``tasks``    hash: task id -> record id (one record per task id: exactly once)
 * ``replays``  hash: record id -> its one replay, JSON ``{task_id, state, claimed_at, at}``:
   ``claimed`` while one caller publishes it, ``replayed`` once published (exactly once)
+* ``by:name:<task>``, ``by:error:<type>``  zsets like ``index`` (a filtered page); ``facets``: keys
 """
 
 from __future__ import annotations
@@ -31,11 +32,25 @@ from stack.settings import Settings
 MAX_TRACEBACK_CHARS = 20_000  # enough for any real traceback; bounds a runaway one
 DEFAULT_PAGE_SIZE = 50
 
+# A record's facet zsets (ARGV[6]: their prefix; KEYS[5]: the set of their keys).
+FACETS_LUA = """
+local function facets(record)
+  return {ARGV[6] .. 'name:' .. record['name'], ARGV[6] .. 'error:' .. record['exception_type']}
+end
+local function unfacet(record, id)
+  for _, key in ipairs(facets(record)) do
+    redis.call('ZREM', key, id)
+    if redis.call('EXISTS', key) == 0 then redis.call('SREM', KEYS[5], key) end
+  end
+end
+"""
+
 # Insert a record once per task id, then apply retention (age first, then count).
 ADD_LUA = """
 -- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash   KEYS[4]  replays hash
+-- KEYS[5]  facets set
 -- ARGV[1]  record id      ARGV[2]  task id      ARGV[3]  record JSON
--- ARGV[4]  max entries    ARGV[5]  max age (s)
+-- ARGV[4]  max entries    ARGV[5]  max age (s)  ARGV[6]  facet key prefix
 -- Returns {record id, created (1|0), records removed by retention}
 local existing = redis.call('HGET', KEYS[3], ARGV[2])
 if existing then return {existing, 0, 0} end
@@ -44,13 +59,20 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], now, ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
+FACETS_LUA
+for _, key in ipairs(facets(cjson.decode(ARGV[3]))) do
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('SADD', KEYS[5], key)
+end
 local function remove(ids)
   for _, id in ipairs(ids) do
     local json = redis.call('HGET', KEYS[1], id)
     if json then
-      local task_id = cjson.decode(json)['task_id']
+      local record = cjson.decode(json)
+      local task_id = record['task_id']
       if redis.call('HGET', KEYS[3], task_id) == id then redis.call('HDEL', KEYS[3], task_id) end
       redis.call('HDEL', KEYS[1], id)
+      unfacet(record, id)
     end
     redis.call('ZREM', KEYS[2], id)
     redis.call('HDEL', KEYS[4], id)
@@ -62,20 +84,31 @@ local removed = remove(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', cutoff))
 local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if extra > 0 then removed = removed + remove(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) end
 return {ARGV[1], 1, removed}
-"""
+""".replace("FACETS_LUA", FACETS_LUA)
 
 # Delete one record, its task-id entry and its replay; 0 when the id is unknown.
 DELETE_LUA = """
--- KEYS[1]  records hash   KEYS[2]  index zset   KEYS[3]  tasks hash   KEYS[4]  replays hash
--- ARGV[1]  record id
+-- KEYS as ADD's   ARGV[1]  record id   ARGV[6]  facet key prefix (ARGV[2..5] unused)
+FACETS_LUA
 local json = redis.call('HGET', KEYS[1], ARGV[1])
 if not json then return 0 end
-local task_id = cjson.decode(json)['task_id']
+local record = cjson.decode(json)
+local task_id = record['task_id']
 if redis.call('HGET', KEYS[3], task_id) == ARGV[1] then redis.call('HDEL', KEYS[3], task_id) end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
+unfacet(record, ARGV[1])
 return 1
+""".replace("FACETS_LUA", FACETS_LUA)
+
+# Remove every record and every facet zset; returns how many records there were.
+PURGE_LUA = """
+-- KEYS as ADD's
+local count = redis.call('ZCARD', KEYS[2])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', key) end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return count
 """
 
 # Claim the one replay of a record: of any number of concurrent callers, one publishes it.
@@ -212,6 +245,9 @@ class DeadLetterStore:
         self.index_key = f"{prefix}index"
         self.tasks_key = f"{prefix}tasks"
         self.replays_key = f"{prefix}replays"
+        self.facets_key = f"{prefix}facets"
+        self.data_keys = [self.records_key, self.index_key, self.tasks_key, self.replays_key]
+        self.facet_prefix = f"{prefix}by:"
         # A publish gives up after STACK_PUBLISH_TIMEOUT plus one socket timeout at most: a
         # claim older than twice that belongs to a replayer that died before it published.
         self.claim_timeout_s = 2 * settings.publish_timeout_s + SOCKET_TIMEOUT_S
@@ -220,10 +256,11 @@ class DeadLetterStore:
         self._claim = client.register_script(CLAIM_REPLAY_LUA)
         self._commit = client.register_script(COMMIT_REPLAY_LUA)
         self._release = client.register_script(RELEASE_REPLAY_LUA)
+        self._purge = client.register_script(PURGE_LUA)
 
     @property
     def keys(self) -> list[str]:
-        return [self.records_key, self.index_key, self.tasks_key, self.replays_key]
+        return [*self.data_keys, self.facets_key]
 
     def add(self, record: DeadLetter) -> tuple[str, bool]:
         """Store ``record`` unless its task id already has one; return (record id, created)."""
@@ -235,6 +272,7 @@ class DeadLetterStore:
                 record.to_json(),
                 self.settings.dead_letter_max_entries,
                 self.settings.dead_letter_max_age_s,
+                self.facet_prefix,
             ],
         )
         return _text(record_id), bool(created)
@@ -250,6 +288,45 @@ class DeadLetterStore:
         if not ids:
             return []
         return [r for r in self._load(ids) if r is not None]
+
+    def matching(
+        self, name: str = "", error: str = "", offset: int = 0, limit: int = DEFAULT_PAGE_SIZE
+    ) -> tuple[int, list[DeadLetter]]:
+        """(how many match, that page) of task ``name``'s records failed with ``error`` (full or
+        last part of the type), newest first, "" any: a page of one facet zset, or ids combined."""
+        groups = []
+        if name:
+            groups.append([f"{self.facet_prefix}name:{name}"])
+        if error:
+            groups.append(self._error_facets(error))
+        if not groups:
+            return self.count(), self.page(offset, limit)
+        if len(groups) == 1 and len(groups[0]) == 1:
+            key, total = groups[0][0], int(self.redis.zcard(groups[0][0]))
+            ids = self.redis.zrevrange(key, offset, offset + limit - 1) if limit > 0 else []
+        else:
+            matched = self._combined(groups)
+            total, ids = len(matched), matched[offset : offset + limit] if limit > 0 else []
+        return total, [r for r in (self._load(ids) if ids else []) if r is not None]
+
+    def _error_facets(self, error: str) -> list[str]:
+        """The facet keys of exception type ``error``: its full name, or every type so named."""
+        head = f"{self.facet_prefix}error:"
+        keys = [_text(k) for k in self.redis.smembers(self.facets_key)]
+        kinds = [k[len(head) :] for k in keys if k.startswith(head)]
+        return [head + k for k in kinds if error in (k, k.rpartition(".")[2])]
+
+    def _combined(self, groups: list[list[str]]) -> list[Any]:
+        """Ids in every group (in any key of a group), newest first."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key in [key for keys in groups for key in keys]:
+            pipe.zrange(key, 0, -1, withscores=True)
+        replies = iter(pipe.execute())
+        found: dict[Any, float] | None = None  # member -> time added
+        for keys in groups:
+            union = {member: score for _ in keys for member, score in next(replies)}
+            found = union if found is None else {m: s for m, s in found.items() if m in union}
+        return sorted(found or {}, key=lambda m: (found or {})[m], reverse=True)
 
     def get(self, record_id: str) -> DeadLetter:
         record = self._load([record_id])[0]
@@ -299,16 +376,13 @@ class DeadLetterStore:
         return bool(self._release(keys=[self.replays_key], args=[record_id, task_id]))
 
     def delete(self, record_id: str) -> None:
-        if not self._delete(keys=self.keys, args=[record_id]):
+        args = [record_id, "", "", "", "", self.facet_prefix]
+        if not self._delete(keys=self.keys, args=args):
             raise DeadLetterNotFound(record_id)
 
     def purge(self) -> int:
         """Remove every record; return how many there were."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zcard(self.index_key)
-        pipe.delete(*self.keys)
-        count, _ = pipe.execute()
-        return int(count)
+        return int(self._purge(keys=self.keys))
 
 
 def _with_replay(record: DeadLetter, raw: bytes | None) -> DeadLetter:

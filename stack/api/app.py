@@ -20,6 +20,7 @@ from stack.api import dead_letters, health, metrics, queues, tasks
 from stack.api.errors import document_errors, install_error_handlers
 from stack.api.rendering import StackJSONResponse
 from stack.api.security import install_security
+from stack.api.ui import install_ui
 from stack.app_factory import load_app
 from stack.context import context_of
 from stack.settings import Settings
@@ -70,5 +71,6 @@ def create_app(settings: Settings | None = None, app: Celery | None = None) -> F
     install_error_handlers(api)
     for module in (tasks, health, queues, dead_letters, metrics):
         api.include_router(module.router)
+    install_ui(api, settings)  # the dashboard at /ui
     install_security(api, settings)  # the API key on state changes (and private reads)
     return api

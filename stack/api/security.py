@@ -12,12 +12,21 @@ that only send an ``Authorization`` header, as ``Authorization: Bearer <key>``.
 
 The body ceiling is checked on ``Content-Length`` and again on the bytes that
 actually arrive (a chunked upload has no length), before the app sees any.
+
+The dashboard under ``/ui`` cannot send a header a script never holds, so it
+authenticates otherwise (:class:`UISessions`): a login form trades the key for
+a signed session cookie (HttpOnly, SameSite=Strict), and every state change
+under ``/ui`` carries a CSRF token derived from that cookie, in dev as well.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
+import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,6 +39,11 @@ BEARER = b"bearer "
 STATE_CHANGING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Paths whose answers carry task data: guarded in production (Settings.guards_reads).
 PRIVATE_READS = ("/dead-letters", "/task-status", "/queues", "/metrics")
+UI_PREFIX = "/ui"  # the dashboard: its own session and CSRF checks (UISessions)
+SESSION_COOKIE = "stack_ui_session"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"  # the login form's field
+SESSION_MAX_AGE_S = 8 * 3600
 NEEDS_KEY = "missing or wrong API key: send X-API-Key (or Authorization: Bearer) = STACK_API_KEY"
 
 
@@ -65,9 +79,11 @@ class SecurityMiddleware:
         await self.app(scope, _replay(body, receive), send)
 
     def _needs_key(self, scope: Scope) -> bool:
+        path = str(scope.get("path", ""))
+        if path == UI_PREFIX or path.startswith(UI_PREFIX + "/"):
+            return False  # the dashboard checks its session cookie and CSRF token itself
         if scope["method"] in STATE_CHANGING_METHODS:
             return True
-        path = str(scope.get("path", ""))
         return self.guard_reads and any(
             path == p or path.startswith(p + "/") for p in PRIVATE_READS
         )
@@ -157,3 +173,68 @@ def install_security(api: Any, settings: Settings) -> None:
         max_body_bytes=settings.max_body_bytes,
         guard_reads=settings.guards_reads,
     )
+
+
+@dataclass(frozen=True)
+class Session:
+    """A dashboard session: a random nonce (the CSRF token's seed), signed by the API."""
+
+    nonce: str
+    issued_at: int
+    authenticated: bool
+
+
+class UISessions:
+    """Signs the dashboard's session cookies and CSRF tokens (HMAC-SHA256, stdlib).
+
+    With an API key (always in production) the login form must be passed: the
+    secret derives from the key, so every API process accepts the same cookie and
+    changing the key logs everyone out. Without one (dev on loopback) the
+    dashboard is open, and a per-process secret still signs the CSRF tokens.
+    """
+
+    def __init__(self, api_key: str | None) -> None:
+        self.api_key = api_key.encode() if api_key else None
+        self.login_required = self.api_key is not None
+        self.secret = (
+            hmac.new(self.api_key, b"celery-stack dashboard session", hashlib.sha256).digest()
+            if self.api_key
+            else secrets.token_bytes(32)
+        )
+
+    def key_matches(self, given: str) -> bool:
+        return self.api_key is not None and hmac.compare_digest(given.encode(), self.api_key)
+
+    def issue(self, authenticated: bool) -> str:
+        """A new cookie value (a new nonce each time: a login never keeps the old session)."""
+        payload = f"{secrets.token_urlsafe(16)}.{int(time.time())}.{int(authenticated)}"
+        return f"{payload}.{self._mac(payload)}"
+
+    def read(self, cookie: str | None) -> Session | None:
+        """The session in ``cookie``; None when absent, forged or older than its max age."""
+        if not cookie or cookie.count(".") != 3:
+            return None
+        payload, _, mac = cookie.rpartition(".")
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            return None
+        nonce, issued, authenticated = payload.split(".")
+        if not issued.isdigit() or time.time() - int(issued) > SESSION_MAX_AGE_S:
+            return None
+        return Session(nonce, int(issued), authenticated == "1")
+
+    def allows(self, session: Session | None) -> bool:
+        """Whether ``session`` may see the dashboard."""
+        return not self.login_required or (session is not None and session.authenticated)
+
+    def csrf_token(self, session: Session) -> str:
+        return self._mac(f"csrf:{session.nonce}")
+
+    def csrf_ok(self, session: Session | None, token: str | None) -> bool:
+        return (
+            session is not None
+            and bool(token)
+            and hmac.compare_digest(str(token), self.csrf_token(session))
+        )
+
+    def _mac(self, text: str) -> str:
+        return hmac.new(self.secret, text.encode(), hashlib.sha256).hexdigest()

@@ -95,8 +95,8 @@ def http_service(
 
 
 def api_service(line: Line) -> Service:
-    settings = line.settings
-    return http_service(line, settings.api_host, settings.api_port, "API_PORT", "/health", "/docs")
+    settings = line.settings  # its URL in the table: the dashboard (the docs are at /docs)
+    return http_service(line, settings.api_host, settings.api_port, "API_PORT", "/health", "/ui")
 
 
 def worker_service(line: Line) -> Service:

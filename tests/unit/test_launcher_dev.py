@@ -33,7 +33,7 @@ def test_each_known_service_gets_its_probe_and_url():
     assert isinstance(services["redis"].probe, RedisPing)
     assert isinstance(services["api"].probe, HttpOk)
     assert services["api"].probe.url == "http://127.0.0.1:8101/health"
-    assert services["api"].url == "http://127.0.0.1:8101/docs"
+    assert services["api"].url == "http://127.0.0.1:8101/ui"
     assert isinstance(services["worker"].probe, WorkerPing)
     assert services["worker"].probe.hostname == services["worker"].url
     assert isinstance(services["beat"].probe, AnyOf)
