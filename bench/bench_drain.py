@@ -75,7 +75,9 @@ def drain(variant: Variant, tasks: int, client: redis.Redis[bytes], logs: Path) 
     client.flushdb()
     app = load_app(variant)
     env = reference_env() if variant.name == "reference" else {}
-    worker = draining.idle_worker(app, env, logs / f"{variant.name}.log", variant.app_path)
+    idle = "bench-ref.maintenance" if variant.name == "reference" else draining.IDLE_QUEUE
+    log = logs / f"{variant.name}.log"
+    worker = draining.idle_worker(app, env, log, variant.app_path, idle)
     try:
         draining.queue_tasks(app, variant.task, variant.queue, tasks)
         return tasks / draining.drain_s(app, client, variant.queue, worker, variant.name)
