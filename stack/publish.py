@@ -10,9 +10,9 @@ priority list, the ``submitted`` counter and the ``task-sent`` event together.
 The task id is answered only once Redis has replied to the ``LPUSH``.
 
 Only for the reference app with ``STACK_EXECUTION=celery`` on a plain
-``redis://``/``rediss://`` broker (:meth:`FastPublisher.handles`); anything else
-(a user's app and its own routing, direct execution, sentinel, a global key
-prefix) goes through ``submit()`` unchanged. ``before_task_publish`` receivers
+``redis://`` broker (:meth:`FastPublisher.handles`); anything else
+(a user's app and its own routing, direct execution, TLS, sentinel, a global
+key prefix) goes through ``submit()`` unchanged. ``before_task_publish`` receivers
 run as with ``send_task``; ``after_task_publish`` is not sent: the one receiver
 in this process, the metrics counter, is written in the pipeline instead.
 """
@@ -64,7 +64,7 @@ class FastPublisher:
         return (
             is_reference(self.app)
             and self.settings.execution == "celery"
-            and self.settings.broker_url.startswith(("redis://", "rediss://"))
+            and self.settings.broker_url.startswith("redis://")  # rediss://: not tested yet
             and not options.get("global_keyprefix")
             and self.app.conf.task_serializer == "json"
         )
