@@ -11,7 +11,9 @@ the dev stack: `uvicorn --factory stack.api:create_app`, one process.
 - CPU ms per request: the publishing process's CPU (raw) against the API
   server's (API), the figure a loaded machine disturbs least.
 
-Targets (issue 5): API submit >= 0.9x raw publish, API p99 < 20 ms at 500/s.
+Targets (issues 5 and 14): API submit >= 0.9x raw publish, API p99 < 20 ms at 500/s.
+The API's POST /tasks publishes on its event loop (stack.publish), raw is
+``apply_async`` in one thread; the load average is printed with the figures.
 
     python bench/bench_submit.py [--rate 500] [--seconds 5] [--json]
 """
@@ -306,6 +308,7 @@ def run(rate: float, seconds: float, api_workers: int, task_events: bool) -> dic
     results["ratio_at_target"] = at_target
     results["ratio_flat_out"] = flat_out
     results["target"] = {"rate_per_s": rate, "ratio": TARGET_RATIO, "p99_ms": TARGET_P99_MS}
+    results["load_average"] = os.getloadavg()
     results["api_workers"] = api_workers
     results["task_events"] = task_events
     results["met"] = {
@@ -319,7 +322,9 @@ def report(results: dict[str, Any]) -> str:
     rate = results["target"]["rate_per_s"]
     lines = [
         f"API: {results['api_workers']} uvicorn process(es); task events "
-        f"{'on' if results['task_events'] else 'off'}; no worker consumes; one Redis",
+        f"{'on' if results['task_events'] else 'off'}; no worker consumes; one Redis; "
+        f"load average {' '.join(f'{x:.2f}' for x in results['load_average'])} "
+        f"on {os.cpu_count()} CPUs",
         f"{'path':<24}{'requests':>9}{'errors':>7}{'rate/s':>9}{'p50 ms':>8}{'p99 ms':>8}"
         f"{'CPU ms/req':>11}",
     ]

@@ -58,13 +58,18 @@ def rotated(variants: list[T], round_: int) -> list[T]:
 
 
 def idle_worker(
-    app: Celery, env: Mapping[str, str], log_path: Path, app_path: str = "stack.celery_app"
+    app: Celery,
+    env: Mapping[str, str],
+    log_path: Path,
+    app_path: str = "stack.celery_app",
+    idle_queue: str = IDLE_QUEUE,
 ) -> WorkerProcess:
-    """A started worker (prefork, concurrency 2) that consumes only the idle queue."""
+    """A started worker (prefork, concurrency 2) that consumes only ``idle_queue``, on which
+    nothing is published (the reference app refuses undeclared queues: one of its own)."""
     worker = WorkerProcess(
         app=app,
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
-        queues=[IDLE_QUEUE],
+        queues=[idle_queue],
         concurrency=2,
         app_path=app_path,
         extra_args=("--loglevel", "WARNING"),

@@ -6,9 +6,11 @@ from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from stack.api.dependencies import CeleryDep
 from stack.arguments import MAX_ARGUMENT_DEPTH
+from stack.publish import publisher_for
 from stack.submit import submit
 from stack.task_status import TaskStatus, task_status
 
@@ -43,11 +45,24 @@ class TaskAccepted(BaseModel):
         503: {"description": "Redis down"},
     },
 )
-def post_task(body: TaskRequest, app: CeleryDep) -> TaskAccepted:
-    """Queue a task; answers once Redis has stored the message."""
-    task_id = submit(
-        app, body.name, args=body.args, kwargs=body.kwargs, priority=body.priority, queue=body.queue
+async def post_task(body: TaskRequest, app: CeleryDep) -> TaskAccepted:
+    """Queue a task; answers once Redis has stored the message.
+
+    The reference app publishes on the event loop in one round trip (stack.publish);
+    any other app, or direct execution, goes through submit() in a thread.
+    """
+    publisher = publisher_for(app)
+    name, args, kwargs, priority, queue = (
+        body.name,
+        body.args,
+        body.kwargs,
+        body.priority,
+        body.queue,
     )
+    if publisher.handles():
+        task_id = await publisher.publish(name, args, kwargs, priority, queue)
+    else:
+        task_id = await run_in_threadpool(submit, app, name, args, kwargs, priority, queue)
     return TaskAccepted(task_id=task_id, status_url=f"/task-status/{task_id}")
 
 

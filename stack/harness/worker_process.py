@@ -114,7 +114,8 @@ class WorkerProcess:
             if not self._logged_ready() and time.monotonic() - started < PING_ANYWAY_AFTER_S:
                 time.sleep(READY_POLL_S)
                 continue
-            if ping_workers(self.app, reply_s, destination=[self.hostname]):
+            # limit=1: back as soon as this one worker answers, not after the whole reply_s.
+            if ping_workers(self.app, reply_s, destination=[self.hostname], limit=1):
                 return
             # A late reply to an earlier ping is dropped: on a starved CPU, wait longer.
             reply_s = min(PING_REPLY_MAX_S, reply_s * 1.5)
