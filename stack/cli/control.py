@@ -145,7 +145,7 @@ def cmd_logs(settings: Settings, args: argparse.Namespace) -> int:
 
 def _while_running(settings: Settings) -> Iterator[bool]:
     """True while the stack answers (asked every STACK_CHECK_S), then False once."""
-    from stack.launcher.control import NoStack
+    from stack.launcher.control import ControlError, NoStack
 
     checked = time.monotonic()
     while True:
@@ -156,6 +156,8 @@ def _while_running(settings: Settings) -> Iterator[bool]:
             except NoStack:
                 yield False
                 return
+            except ControlError:  # stopping: its last lines are still to come
+                pass
         yield True
 
 
