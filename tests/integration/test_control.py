@@ -18,7 +18,7 @@ from stack.settings import Settings
 from tests.integration.helpers import Batch, wait_until
 from tests.integration.test_up import ROOT, Up, clean_environ
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # loaded cores: boots of 10 s+
 
 BATCH = 400
 CLI_TIMEOUT_S = 180.0  # `restart` waits for the worker's boot on two loaded cores

@@ -15,7 +15,7 @@ from tests.integration.test_control import cli, ps
 from tests.integration.test_control import up as up  # the fixture, shared
 from tests.integration.test_up import ROOT
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # loaded cores: boots of 10 s+
 
 HOST = socket.gethostname()
 
