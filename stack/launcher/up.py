@@ -34,9 +34,12 @@ from stack.launcher.app_lines import (
 )
 from stack.launcher.celery_lines import celery_line
 from stack.launcher.consumers import QueueCheck
+from stack.launcher.control import ControlServer, socket_path
 from stack.launcher.manager import STOP_SIGNALS, Launcher
 from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile
 from stack.launcher.profiles import build_services
+from stack.launcher.scaling import scaled
+from stack.launcher.service_logs import ServiceLogs
 from stack.launcher.services import REDIS, Service, check_ports
 from stack.launcher.state import LaunchState, Proc, reap, stale_states
 from stack.launcher.watchdog import Watchdog
@@ -59,13 +62,15 @@ def run(
     colour: bool = True,
     output: TextIO | None = None,
     app: str | None = None,
+    scale: Mapping[str, int] | None = None,
 ) -> int:
     """`celery-stack up`: run the Procfile (or the app's lines) until SIGINT/SIGTERM.
 
     ``app`` (``--app MODULE[:ATTR]``) runs that Celery app without a Procfile (with
     ``procfile`` too: that Procfile, its children given the app); so does
     ``STACK_CELERY_APP`` when there is no ./Procfile (see :func:`launch_lines`).
-    ``commands`` adds or overrides Procfile lines. Returns 0 after a clean stop,
+    ``commands`` adds or overrides Procfile lines; ``scale`` runs N copies of a worker
+    line (:mod:`stack.launcher.scaling`). Returns 0 after a clean stop,
     1 when a service had to be killed; raises SettingsError (a bad Procfile line,
     a bad restart setting) and PortInUse before anything starts, and
     ServiceFailed (with the service's last log lines) after stopping the rest.
@@ -84,9 +89,12 @@ def run(
     wanted = REDIS in lines and (not only or REDIS in only)
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
     services = build_services(settings, lines, chosen, only, redis_running=running)
+    if scale:
+        services = scaled(services, scale)
     check_ports(services)
     private_data_dir(settings)  # 0700; not before: a refusal leaves nothing
     state = LaunchState.create(settings.data_dir)
+    logs = ServiceLogs(settings.data_dir)
     launcher = Launcher(
         settings,
         services,
@@ -96,7 +104,14 @@ def run(
         as_json=as_json,
         state=state,
         before_table=queue_check(settings, services, found),
+        logs=logs,
     )
+    control = ControlServer.start(settings.data_dir, launcher.answer)
+    if control is None:
+        launcher.say(
+            f"another `up` answers on {socket_path(settings.data_dir)}: `celery-stack ps` and "
+            "the other control commands talk to that one"
+        )
     watchdog = Watchdog.start(state.path)
     state.watchdog = Proc.of(watchdog.pid)
     state.save()
@@ -111,6 +126,9 @@ def run(
             signal.signal(signum, handler)
         state.remove()  # first: a launcher killed right here leaves the watchdog nothing to do
         watchdog.release()
+        if control is not None:
+            control.close()
+        logs.close()
 
 
 def launch_lines(
