@@ -28,6 +28,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         as_json=args.json,
         colour=not args.no_color,
         app=args.app,
+        reload=args.reload,
+        reload_paths=args.reload_path,
+        reload_ignore=args.reload_ignore,
+        once=args.once,
     )
 
 
@@ -49,8 +53,43 @@ def add_up(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the ready table as one JSON line (logs: stderr)"
     )
-    p.add_argument("--no-color", action="store_true", help="no ANSI colours in the logs")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours, no live status block")
+    add_dev_loop(p)
     p.set_defaults(handler=cmd_up)
+
+
+def add_dev_loop(p: Any) -> None:
+    """Reload on change and one-shot lines (stack.launcher.reload, stack.launcher.once)."""
+    p.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restart the workers, beat and the API when a Python file of the project "
+        "changes (default: on in the dev profile; refused in production)",
+    )
+    p.add_argument(
+        "--reload-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to watch (repeatable; default STACK_RELOAD_PATHS, else .)",
+    )
+    p.add_argument(
+        "--reload-ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="a name or relative path pattern not to watch (repeatable; default "
+        "STACK_RELOAD_IGNORE); virtualenvs, caches, .git and the data dir never are",
+    )
+    p.add_argument(
+        "--once",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this Procfile line to completion before the others start (repeatable; "
+        "a `release:` line always is)",
+    )
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:
