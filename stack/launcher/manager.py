@@ -35,8 +35,10 @@ from stack.launcher.process_tree import ProcessTree
 from stack.launcher.procfile import SYSTEM
 from stack.launcher.restart import Budget, describe_exit, rules_from_environ
 from stack.launcher.running import Running, State, renewed
-from stack.launcher.services import Reclaimer, Service, child_env, stop_waves
+from stack.launcher.service_logs import ServiceLogs
+from stack.launcher.services import Service, child_env, stop_waves
 from stack.launcher.state import LaunchState
+from stack.launcher.supervision import Supervision, safe_reclaim
 from stack.launcher.table import render_json, render_table, row_of
 from stack.settings import Settings
 
@@ -46,15 +48,18 @@ KILL_WAIT_S = 5.0  # a SIGKILLed process is reaped in milliseconds; never wait f
 # timeout(1) and some wrappers signal the child and then its group: one keypress, two
 # deliveries. Only a signal this long after the first means "kill now".
 REPEAT_SIGNAL_S = 0.5
+PROBE_SPARE_THREADS = 8  # workers scaled up at run time probe too
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # HUP: the terminal closed
 
 
-class Launcher:
+class Launcher(Supervision):
     """Runs a list of services: start in dependency order, watch, stop them all.
 
     Seams (as in honcho): ``_process_ctor`` builds honcho Processes, ``_clock``
     tells time, ``_tree_ctor`` wraps a pid to signal its tree; tests replace them.
-    ``state``, when given, records every process started (for the watchdog).
+    ``state``, when given, records every process started (for the watchdog); ``logs``,
+    when given, keeps each service's output in a rotated file. Commands from other
+    threads (``post``) are executed by :mod:`stack.launcher.supervision` on this loop.
     """
 
     def __init__(
@@ -67,6 +72,7 @@ class Launcher:
         as_json: bool = False,
         state: LaunchState | None = None,
         before_table: Callable[[], Sequence[str]] | None = None,
+        logs: ServiceLogs | None = None,
     ) -> None:
         self.settings = settings
         self.before_table = before_table
@@ -91,7 +97,12 @@ class Launcher:
         self._clock: Callable[[], float] = time.monotonic
         self._process_ctor: Callable[..., Any] = Process
         self._tree_ctor: Callable[[int], Any] = ProcessTree
-        self._probes = ThreadPoolExecutor(max_workers=max(1, len(services)))
+        self._probes = ThreadPoolExecutor(max_workers=len(services) + PROBE_SPARE_THREADS)
+        self.logs = logs
+        self._commands = queue.Queue()
+        self._closing = False
+        self._templates = {}
+        self._remember_templates()
 
     # --- the loop ---------------------------------------------------------------
 
@@ -106,6 +117,7 @@ class Launcher:
         try:
             while self.stop_signal is None and self.failure is None and not self._all_ended():
                 self._pump(TICK_S)
+                self._drain_commands()
                 self._advance()
                 if not table_shown and all(r.up for r in self.running.values()):
                     table_shown = True
@@ -114,6 +126,7 @@ class Launcher:
             if self._all_ended():
                 self.say("every service ended on its own and stays down: nothing left to run")
         finally:
+            self._refuse_pending()
             self.stop()
             self._probes.shutdown(wait=False, cancel_futures=True)
             for r in self.running.values():
@@ -133,7 +146,7 @@ class Launcher:
 
     def _advance(self) -> None:
         now = self._clock()
-        for r in self.running.values():
+        for r in list(self.running.values()):
             deps_up = all(self.running[name].up for name in r.service.requires)
             if r.state is State.PENDING and deps_up:
                 self._start(r)
@@ -145,6 +158,7 @@ class Launcher:
                 self._start(r)
             if r.reclaim is not None and r.reclaim.done():
                 self._report_reclaim(r)
+            self._supervise(r, now)
 
     def _all_ended(self) -> bool:
         """Every service we started ended cleanly and stays down: nothing left to supervise."""
@@ -167,7 +181,7 @@ class Launcher:
         r.state, r.restart_at = State.RESTARTING, now + decision.delay_s
         if r.service.reclaim is not None:
             r.reclaim = self._probes.submit(
-                _safe_reclaim, r.service.reclaim, r.spawned_wall, time.time()
+                safe_reclaim, r.service.reclaim, r.spawned_wall, time.time()
             )
 
     def _report_reclaim(self, r: Running) -> None:
@@ -178,7 +192,7 @@ class Launcher:
 
     def _check_starting(self, r: Running, now: float) -> None:
         name, probe = r.service.name, r.readiness
-        if r.exited and r.ever_ready:  # died again while restarting: the rule decides again
+        if r.exited and r.ever_ready and not r.manual:  # died again restarting: the rule decides
             self._after_exit(r, now, f"during restart {r.budget.count}")
         elif r.exited:
             self._fail(r, f"{name} exited (rc={r.returncode}) during start-up")
@@ -186,7 +200,7 @@ class Launcher:
             ok = r.probe.result()
             r.probe = None
             if ok:
-                r.state = State.READY
+                r.state, r.manual = State.READY, False
                 took = now - (r.started_at or now)
                 if r.tree is not None:
                     r.tree.refresh()
@@ -219,6 +233,7 @@ class Launcher:
             if old is not r.readiness:
                 self._probes.submit(safe_close, old)
         r.pid = r.tree = r.returncode = r.probe = None
+        r.starts, r.spawned_at = r.starts + 1, self._clock()
         r.spawned_wall = time.time()
         r.process = self._process_ctor(service.command, name=service.name, colour=r.colour, env=env)
         r.state, r.started_at, r.last_probe_at = State.STARTING, self._clock(), 0.0
@@ -257,6 +272,8 @@ class Launcher:
                 else str(message.data)
             )
             r.tail.append(text.rstrip("\n"))
+            if self.logs is not None:
+                self.logs.write(r.service.name, text)
             observe = getattr(r.readiness, "observe", None)
             if observe is not None and r.state is State.STARTING:
                 observe(text)
@@ -283,6 +300,13 @@ class Launcher:
     def _fail(self, r: Running, reason: str) -> None:
         r.state = State.FAILED
         tail = "\n".join(f"  {line}" for line in r.tail) or "  (no output)"
+        if r.manual:  # started on command: it stays failed, the rest of the stack runs on
+            if r.tree is not None and not r.exited:
+                r.tree.signal(signal.SIGKILL, True)
+            name = r.service.name
+            self.say(f"{reason}; {name} is failed: fix it, then `celery-stack restart {name}`")
+            self.say(f"{name}'s last {len(r.tail)} log lines:\n{tail}")
+            return
         self.failure = f"{reason}; its last {len(r.tail)} log lines:\n{tail}"
         self.say(reason)
 
@@ -330,6 +354,8 @@ class Launcher:
     # --- output ---------------------------------------------------------------------
 
     def say(self, text: str) -> None:
+        if self.logs is not None:
+            self.logs.write(SYSTEM, text + "\n")
         self._write(Message("line", text + "\n", datetime.datetime.now(), SYSTEM, None))
 
     def _write(self, message: Message) -> None:
@@ -363,14 +389,3 @@ class Launcher:
         )
         with contextlib.suppress(OSError, ValueError):
             print(text, file=self.table_output, flush=True)
-
-
-def _safe_reclaim(reclaimer: Reclaimer, since: float, until: float) -> str:
-    """A reclaim that failed is a log line, never a dead launcher."""
-    try:
-        return reclaimer.reclaim(since, until)
-    except Exception as exc:  # Redis down, a worker's odd reply: the visibility timeout remains
-        return (
-            f"could not requeue what its predecessor held ({type(exc).__name__}: {exc}); "
-            "Redis re-delivers it after the visibility timeout"
-        )

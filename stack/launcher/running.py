@@ -54,6 +54,12 @@ class Running:
     last_probe_at: float = 0.0
     probe: Future[bool] | None = None
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    # On command (control socket, reload): a start that fails marks it failed, the stack runs on.
+    manual: bool = False
+    then_start: bool = False  # stopping for a restart: start again once it exited
+    removing: bool = False  # a scaled-down copy: forgotten once it exited
+    starts: int = 0  # processes started (restarts: one less)
+    spawned_at: float | None = None  # monotonic, of the current process (uptime)
 
     def __post_init__(self) -> None:
         if self.readiness is None:

@@ -34,13 +34,15 @@ from stack.launcher.app_lines import (
 )
 from stack.launcher.celery_lines import celery_line
 from stack.launcher.consumers import QueueCheck
-from stack.launcher.control import Command
+from stack.launcher.control import Command, ControlServer, socket_path
 from stack.launcher.manager import STOP_SIGNALS, Launcher
 from stack.launcher.once import mark_done, run_once
 from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile, one_shots
 from stack.launcher.profiles import build_services
 from stack.launcher.progress import Progress
 from stack.launcher.reload import Watcher, reload_config, reload_wanted, reloaded
+from stack.launcher.scaling import scaled
+from stack.launcher.service_logs import ServiceLogs
 from stack.launcher.services import REDIS, Service, check_ports
 from stack.launcher.state import LaunchState, Proc, reap, stale_states
 from stack.launcher.watchdog import Watchdog
@@ -67,13 +69,15 @@ def run(
     reload_paths: Sequence[str] = (),
     reload_ignore: Sequence[str] = (),
     once: Sequence[str] = (),
+    scale: Mapping[str, int] | None = None,
 ) -> int:
     """`celery-stack up`: run the Procfile (or the app's lines) until SIGINT/SIGTERM.
 
     ``app`` (``--app MODULE[:ATTR]``) runs that Celery app without a Procfile (with
     ``procfile`` too: that Procfile, its children given the app); so does
     ``STACK_CELERY_APP`` when there is no ./Procfile (see :func:`launch_lines`).
-    ``commands`` adds or overrides Procfile lines. Returns 0 after a clean stop,
+    ``commands`` adds or overrides Procfile lines; ``scale`` runs N copies of a worker
+    line (:mod:`stack.launcher.scaling`). Returns 0 after a clean stop,
     1 when a service had to be killed; raises SettingsError (a bad Procfile line,
     a bad restart setting) and PortInUse before anything starts, and
     ServiceFailed (with the service's last log lines) after stopping the rest.
@@ -99,11 +103,14 @@ def run(
     wanted = REDIS in lines and (not only or REDIS in only)
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
     services = build_services(settings, lines, chosen, only, redis_running=running)
+    if scale:
+        services = scaled(services, scale)
     check_ports(services)
     private_data_dir(settings)  # 0700; not before: a refusal leaves nothing
     done = run_once(settings, lines, firsts, env, printer, lambda text: _say(printer, text))
     board = Progress.over(printer, chosen, colour and not as_json)
     state = LaunchState.create(settings.data_dir)
+    logs = ServiceLogs(settings.data_dir)
     launcher = Launcher(
         settings,
         services,
@@ -113,6 +120,7 @@ def run(
         as_json=as_json,
         state=state,
         before_table=board.closing(queue_check(settings, services, found)),
+        logs=logs,
     )
     mark_done(launcher.running, done)
     board.start(launcher.rows)
@@ -120,6 +128,12 @@ def run(
     if watch is not None:
         post = lambda names: launcher.post(Command("restart", names))  # noqa: E731
         watcher = Watcher(watch, reloaded(services, firsts), post, launcher.say).start()
+    control = ControlServer.start(settings.data_dir, launcher.answer)
+    if control is None:
+        launcher.say(
+            f"another `up` answers on {socket_path(settings.data_dir)}: `celery-stack ps` and "
+            "the other control commands talk to that one"
+        )
     watchdog = Watchdog.start(state.path)
     state.watchdog = Proc.of(watchdog.pid)
     state.save()
@@ -137,6 +151,9 @@ def run(
             signal.signal(signum, handler)
         state.remove()  # first: a launcher killed right here leaves the watchdog nothing to do
         watchdog.release()
+        if control is not None:
+            control.close()
+        logs.close()
 
 
 def launch_lines(
