@@ -49,7 +49,7 @@ PROJECT = {
     "shop/tasks.py": TASKS.format(answer="v0"),
     "Procfile": textwrap.dedent(
         """\
-        worker: celery -A shop worker -Q celery --pool solo --without-mingle --without-gossip --loglevel INFO
+        worker: celery -A shop worker -Q celery -P solo --without-mingle --without-gossip -l INFO
         api: STACK_CELERY_APP=shop:app uvicorn --factory stack.api:create_app --port ${API_PORT}
         """
     ),

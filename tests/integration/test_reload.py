@@ -40,7 +40,7 @@ SHOP = {
     """,
     "shop/tasks.py": TASKS.format(answer="v1"),
     "Procfile": """
-        worker: celery -A shop worker -Q celery --pool solo --without-mingle --without-gossip --loglevel INFO
+        worker: celery -A shop worker -Q celery -P solo --without-mingle --without-gossip -l INFO
         api: STACK_CELERY_APP=shop:app uvicorn --factory stack.api:create_app --port ${API_PORT}
         idle: python -c "import time; time.sleep(10**6)"
     """,
