@@ -137,6 +137,18 @@ class Watcher:
         return self
 
     def _watch(self) -> None:
+        """A watch that cannot go on (inotify's limit reached, a path removed) is a log line:
+        the stack runs on without reload."""
+        try:
+            self._follow()
+        except (OSError, RuntimeError) as exc:
+            self.say(
+                f"reload: cannot watch {', '.join(map(str, self.config.paths))} ({exc}); "
+                "reload is off (narrow STACK_RELOAD_PATHS, or raise "
+                "fs.inotify.max_user_watches)"
+            )
+
+    def _follow(self) -> None:
         changes = watchfiles.watch(
             *self.config.paths,
             watch_filter=lambda _change, path: self.config.watches(path),

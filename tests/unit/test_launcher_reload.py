@@ -154,3 +154,11 @@ def test_a_burst_of_saves_on_disk_is_one_restart_and_a_later_save_another(tmp_pa
         assert calls == [("worker",), ("worker",)]
     finally:
         watcher.close()
+
+
+def test_a_watch_that_cannot_start_is_a_log_line_and_the_stack_runs_on(tmp_path):
+    said: list[str] = []
+    gone = tmp_path / "removed-meanwhile"
+    watcher = Watcher(config(gone), ("worker",), lambda _names: None, said.append).start()
+    watcher.close()
+    assert len(said) == 1 and "reload: cannot watch" in said[0] and "reload is off" in said[0]
