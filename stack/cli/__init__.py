@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from stack.cli.checks import add_doctor, add_health, add_preflight
+from stack.cli.control import add_control
 from stack.cli.dead_letters import add_dlq
 from stack.cli.init import add_init
 from stack.cli.load import add_load
@@ -39,6 +40,7 @@ SUBCOMMANDS = [
     add_preflight,
     add_doctor,
     add_init,
+    add_control,
 ]
 
 

@@ -16,6 +16,7 @@ from stack.settings import Settings
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from stack.launcher.scaling import parse_scale
     from stack.launcher.up import run
 
     only = [name.strip() for name in args.only.split(",")] if args.only else None
@@ -28,6 +29,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         as_json=args.json,
         colour=not args.no_color,
         app=args.app,
+        scale=parse_scale(args.scale) if args.scale else None,
         reload=args.reload,
         reload_paths=args.reload_path,
         reload_ignore=args.reload_ignore,
@@ -54,6 +56,15 @@ def add_up(sub: Any) -> None:
         "--json", action="store_true", help="print the ready table as one JSON line (logs: stderr)"
     )
     p.add_argument("--no-color", action="store_true", help="no ANSI colours, no live status block")
+    p.add_argument(
+        "--scale",
+        "-c",
+        "--concurrency",
+        action="append",
+        metavar="NAME=N",
+        help="run N copies of a worker line, each its own Celery node (worker.1@host, ...); "
+        "honcho's -c worker=3 works too",
+    )
     add_dev_loop(p)
     p.set_defaults(handler=cmd_up)
 

@@ -200,16 +200,14 @@ class Launcher(Supervision):
             ok = r.probe.result()
             r.probe = None
             if ok:
+                why = "its start on request" if r.manual else f"restart {r.budget.count}"
                 r.state, r.manual = State.READY, False
                 took = now - (r.started_at or now)
                 if r.tree is not None:
                     r.tree.refresh()
                     self._record(r)
                 if r.ever_ready:
-                    self.say(
-                        f"{name} ready again ({probe.description}) {took:.2f} s after "
-                        f"restart {r.budget.count}"
-                    )
+                    self.say(f"{name} ready again ({probe.description}) {took:.2f} s after {why}")
                 else:
                     r.ever_ready, r.ready_after_s = True, now - self.started
                     self.say(f"{name} ready ({probe.description}) after {r.ready_after_s:.2f} s")

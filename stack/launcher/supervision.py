@@ -206,7 +206,11 @@ class Supervision:
             used.add(index)
             self._add(instance(template, index), template)
         self.say(f"{group}: scaling to {count}")
-        return [r.service.name for r in self.running.values() if group_of(r.service.name) == group]
+        return [
+            r.service.name
+            for r in self.running.values()
+            if group_of(r.service.name) == group and not r.removing
+        ]
 
     def _add(self, service: Service, template: Service) -> None:
         model = next((r for r in self.running.values() if r.service is template), None)
