@@ -20,6 +20,7 @@ from pathlib import Path
 import watchfiles
 
 from stack.errors import SettingsError
+from stack.launcher.scaling import group_of
 from stack.launcher.services import REDIS, Service
 
 PATHS_VARIABLE = "STACK_RELOAD_PATHS"
@@ -105,9 +106,13 @@ def reload_config(
 
 
 def reloaded(services: Iterable[Service], once: Iterable[str] = ()) -> tuple[str, ...]:
-    """The services a code change restarts: every one we run but Redis, Flower, one-shots."""
+    """The services a code change restarts: every one we run but Redis, Flower, one-shots.
+
+    A scaled line's copies (``worker.1``, ...) are named by their group, so a copy added at
+    run time (`celery-stack scale`) restarts too."""
     skip = NOT_RELOADED | set(once)
-    return tuple(s.name for s in services if not s.external and s.name not in skip)
+    names = (group_of(s.name) for s in services if not s.external and s.name not in skip)
+    return tuple(dict.fromkeys(names))
 
 
 def restart_for(

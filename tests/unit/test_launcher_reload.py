@@ -114,6 +114,8 @@ def test_a_change_restarts_the_workers_beat_and_api_never_redis_flower_or_a_one_
     services = [service(n) for n in ("redis", "api", "worker", "beat", "flower", "release")]
     assert reloaded(services, once=("release",)) == ("api", "worker", "beat")
     assert reloaded([service("redis"), service("api", external=True)]) == ()
+    copies = [service("worker.1"), service("worker.2"), service("api")]
+    assert reloaded(copies) == ("worker", "api")  # the group: copies added later restart too
 
 
 def test_only_a_watched_file_in_the_change_set_restarts_anything(tmp_path):
