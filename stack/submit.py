@@ -208,18 +208,23 @@ def replay_record(app: Celery, record_id: str) -> Replayed:
         time.sleep(REPLAY_POLL_S)
 
 
-def replay_all(app: Celery) -> list[tuple[str, str]]:
+def replay_all(
+    app: Celery, on_each: Callable[[int, int], None] | None = None
+) -> list[tuple[str, str]]:
     """Replay every record not replayed yet, each exactly once: a record that another call
     has replayed or is replaying is skipped, so concurrent runs share the records out.
 
-    Returns the (record id, new task id) pairs this call published, oldest record first.
+    Returns the (record id, new task id) pairs this call published, oldest record first;
+    ``on_each(done, total)`` before each record and once at the end (the CLI's progress).
     """
     context = context_of(app)
     store = context.dead_letters
     published = []
     with translated(context.settings.broker_url, "the replay of every dead letter"):
         waiting = [r for r in reversed(store.page(0, store.count())) if not r.replays]
-        for record in waiting:
+        for done, record in enumerate(waiting):
+            if on_each is not None:
+                on_each(done, len(waiting))
             try:
                 claim = store.claim_replay(record.id, str(uuid.uuid4()))
             except DeadLetterNotFound:  # deleted meanwhile
@@ -228,6 +233,8 @@ def replay_all(app: Celery) -> list[tuple[str, str]]:
                 published.append(
                     (record.id, _publish_claimed(app, store, record.id, claim.task_id))
                 )
+    if on_each is not None:
+        on_each(len(waiting), len(waiting))
     return published
 
 

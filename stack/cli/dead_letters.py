@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from stack.cli.arguments import bounded_int
@@ -49,7 +51,9 @@ def _dlq_replay(app: Any, args: argparse.Namespace) -> int:
         print("celery-stack: error: dlq replay takes one record id, or --all", file=sys.stderr)
         return 2
     if args.all:
-        done = [Replayed(record_id, task_id, True) for record_id, task_id in replay_all(app)]
+        with replay_progress() as on_each:
+            pairs = replay_all(app, on_each)
+        done = [Replayed(record_id, task_id, True) for record_id, task_id in pairs]
     else:
         done = [replay_record(app, args.id)]
     if args.json:
@@ -62,6 +66,25 @@ def _dlq_replay(app: Any, args: argparse.Namespace) -> int:
             print(f"replayed {r.record_id} as task {r.task_id}{before}")
         print(f"{sum(r.created for r in done)} replayed")
     return 0
+
+
+@contextlib.contextmanager
+def replay_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """A bar on stderr while `dlq replay --all` runs, for a person at a terminal; on a pipe,
+    nothing (the per-record lines that follow say it all)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("replaying dead letters", total=None)
+
+        def on_each(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield on_each
 
 
 def _dlq_purge(store: Any, args: argparse.Namespace) -> int:

@@ -7,9 +7,13 @@ process must stay unpatched (the runner starts Locust in a child process).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import threading
+import time
 from argparse import ArgumentTypeError
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +56,45 @@ def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
         procfile=Path(args.procfile),
         verbose=args.verbose,
     )
-    code, verdict = run_load(
-        settings, options, os.environ, output=sys.stderr if args.json else sys.stdout
-    )
+    with load_progress(options.run_time_s, args.verbose):
+        code, verdict = run_load(
+            settings, options, os.environ, output=sys.stderr if args.json else sys.stdout
+        )
     if args.json:
         print_json(verdict.to_dict())
     for result in verdict.results:
         if not result.passed:
             print(f"celery-stack load: {result.describe()}", file=sys.stderr)
     return code
+
+
+@contextlib.contextmanager
+def load_progress(run_time_s: float, verbose: bool) -> Iterator[None]:
+    """The run time elapsing, as a bar on stderr, for a person at a terminal (not with
+    --verbose: Locust's own output streams there); on a pipe, nothing."""
+    if verbose or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    stop = threading.Event()
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"load ({run_time_s:g} s run time)", total=run_time_s)
+        started = time.monotonic()
+
+        def tick() -> None:
+            while not stop.wait(0.2):
+                bar.update(task, completed=min(run_time_s, time.monotonic() - started))
+
+        thread = threading.Thread(target=tick, name="load-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(1.0)
 
 
 def add_load(sub: Any) -> None:

@@ -30,6 +30,10 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
         colour=not args.no_color,
         app=args.app,
         scale=parse_scale(args.scale) if args.scale else None,
+        reload=args.reload,
+        reload_paths=args.reload_path,
+        reload_ignore=args.reload_ignore,
+        once=args.once,
     )
 
 
@@ -54,7 +58,7 @@ def add_up(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="print the ready table as one JSON line (logs: stderr)"
     )
-    p.add_argument("--no-color", action="store_true", help="no ANSI colours in the logs")
+    p.add_argument("--no-color", action="store_true", help="no ANSI colours, no live status block")
     p.add_argument(
         "--scale",
         "-c",
@@ -64,7 +68,42 @@ def add_up(sub: Any) -> None:
         help="run N copies of a worker line, each its own Celery node (worker.1@host, ...); "
         "honcho's -c worker=3 works too",
     )
+    add_dev_loop(p)
     p.set_defaults(handler=cmd_up)
+
+
+def add_dev_loop(p: Any) -> None:
+    """Reload on change and one-shot lines (stack.launcher.reload, stack.launcher.once)."""
+    p.add_argument(
+        "--reload",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restart the workers, beat and the API when a Python file of the project "
+        "changes (default: on in the dev profile; refused in production)",
+    )
+    p.add_argument(
+        "--reload-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory to watch (repeatable; default STACK_RELOAD_PATHS, else .)",
+    )
+    p.add_argument(
+        "--reload-ignore",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="a name or relative path pattern not to watch (repeatable; default "
+        "STACK_RELOAD_IGNORE); virtualenvs, caches, .git and the data dir never are",
+    )
+    p.add_argument(
+        "--once",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run this Procfile line to completion before the others start (repeatable; "
+        "a `release:` line always is)",
+    )
 
 
 def cmd_redis(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ all of them in one message.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from stack.errors import SettingsError
@@ -99,3 +100,18 @@ def load_procfile(path: Path) -> dict[str, str]:
     if not processes:
         raise SettingsError(f"Procfile {str(path)!r} has no `name: command` line")
     return processes
+
+
+RELEASE = "release"  # Heroku's one-shot line: runs to completion before the others start
+
+
+def one_shots(lines: dict[str, str], once: Sequence[str] = ()) -> tuple[str, ...]:
+    """The lines to run to completion first, in Procfile order: a `release:` line and every
+    ``--once NAME``; SettingsError naming a ``--once`` the Procfile does not define."""
+    unknown = [name for name in once if name not in lines]
+    if unknown:
+        raise SettingsError(
+            f"--once names {', '.join(unknown)}, which the Procfile does not define "
+            f"(it has {', '.join(lines)})"
+        )
+    return tuple(name for name in lines if name == RELEASE or name in once)

@@ -28,6 +28,7 @@ class State(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     KILLED = "killed"
+    DONE = "done"  # a one-shot line (stack.launcher.once) that ran to completion
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Running:
 
     @property
     def up(self) -> bool:
-        return self.state in (State.READY, State.EXTERNAL)
+        return self.state in (State.READY, State.EXTERNAL, State.DONE)
 
     @property
     def exited(self) -> bool:

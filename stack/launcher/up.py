@@ -34,10 +34,13 @@ from stack.launcher.app_lines import (
 )
 from stack.launcher.celery_lines import celery_line
 from stack.launcher.consumers import QueueCheck
-from stack.launcher.control import ControlServer, socket_path
+from stack.launcher.control import Command, ControlServer, socket_path
 from stack.launcher.manager import STOP_SIGNALS, Launcher
-from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile
+from stack.launcher.once import mark_done, run_once
+from stack.launcher.procfile import DEFAULT_PROCFILE, SYSTEM, load_procfile, one_shots
 from stack.launcher.profiles import build_services
+from stack.launcher.progress import Progress
+from stack.launcher.reload import Watcher, reload_config, reload_wanted, reloaded
 from stack.launcher.scaling import scaled
 from stack.launcher.service_logs import ServiceLogs
 from stack.launcher.services import REDIS, Service, check_ports
@@ -62,6 +65,10 @@ def run(
     colour: bool = True,
     output: TextIO | None = None,
     app: str | None = None,
+    reload: bool | None = None,
+    reload_paths: Sequence[str] = (),
+    reload_ignore: Sequence[str] = (),
+    once: Sequence[str] = (),
     scale: Mapping[str, int] | None = None,
 ) -> int:
     """`celery-stack up`: run the Procfile (or the app's lines) until SIGINT/SIGTERM.
@@ -85,6 +92,13 @@ def run(
     if REDIS not in procfile_lines:
         _say(printer, f"no redis line: the stack serves Redis at {redact(settings.broker_url)}")
     lines = {**with_redis(procfile_lines), **(commands or {})}
+    firsts = one_shots(lines, once)
+    env = os.environ if environ is None else environ
+    watch = (
+        reload_config(env, Path.cwd(), settings.data_dir, reload_paths, reload_ignore)
+        if reload_wanted(chosen, reload)
+        else None
+    )
     reap_stale(settings.data_dir, lambda text: _say(printer, text))
     wanted = REDIS in lines and (not only or REDIS in only)
     running = wanted and RedisPing(settings).check()  # a Redis already there: use it
@@ -93,19 +107,27 @@ def run(
         services = scaled(services, scale)
     check_ports(services)
     private_data_dir(settings)  # 0700; not before: a refusal leaves nothing
+    done = run_once(settings, lines, firsts, env, printer, lambda text: _say(printer, text))
+    board = Progress.over(printer, chosen, colour and not as_json)
     state = LaunchState.create(settings.data_dir)
     logs = ServiceLogs(settings.data_dir)
     launcher = Launcher(
         settings,
         services,
-        os.environ if environ is None else environ,
+        env,
         printer,
         table_output=sys.stdout if output is None else output,
         as_json=as_json,
         state=state,
-        before_table=queue_check(settings, services, found),
+        before_table=board.closing(queue_check(settings, services, found)),
         logs=logs,
     )
+    mark_done(launcher.running, done)
+    board.start(launcher.rows)
+    watcher = None
+    if watch is not None:
+        post = lambda names: launcher.post(Command("restart", names))  # noqa: E731
+        watcher = Watcher(watch, reloaded(services, firsts), post, launcher.say).start()
     control = ControlServer.start(settings.data_dir, launcher.answer)
     if control is None:
         launcher.say(
@@ -122,6 +144,9 @@ def run(
     try:
         return launcher.run()
     finally:
+        board.close()
+        if watcher is not None:
+            watcher.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         state.remove()  # first: a launcher killed right here leaves the watchdog nothing to do

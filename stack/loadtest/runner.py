@@ -216,7 +216,7 @@ def _stack(
     settings: Settings, options: LoadOptions, env: Mapping[str, str], report: Path
 ) -> Iterator[None]:
     """`celery-stack up --json` for the length of the load; its logs go to stack.log."""
-    command = [sys.executable, "-m", "stack", "up", "--json", "--no-color"]
+    command = [sys.executable, "-m", "stack", "up", "--json", "--no-color", "--no-reload"]
     command += ["--only", START_SERVICES, "--procfile", str(options.procfile)]
     with (report / STACK_LOG).open("wb") as log:
         process = subprocess.Popen(command, env=dict(env), stdout=subprocess.PIPE, stderr=log)
