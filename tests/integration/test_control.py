@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -75,7 +76,7 @@ def test_ps_json_reports_each_service_with_a_live_pid_its_rss_and_url(up):
             p.pid for p in stack.descendants()
         }, row
         assert row["rss_bytes"] > 0 and row["uptime_s"] > 0 and row["restarts"] == 0, row
-    assert rows["api"]["url"] == f"http://127.0.0.1:{stack.api_port}/docs"
+    assert rows["api"]["url"] == f"http://127.0.0.1:{stack.api_port}/ui"
     assert rows["redis"]["url"] == stack.env["REDIS_URL"]
     assert rows["worker"]["url"] == table["services"][2]["url"]
     assert rows["worker"]["rss_bytes"] > rows["redis"]["rss_bytes"]  # a tree: the pool counts
@@ -87,6 +88,14 @@ def test_ps_json_reports_each_service_with_a_live_pid_its_rss_and_url(up):
 
     text = cli(stack.env, "ps")
     assert text.returncode == 0 and "worker" in text.stdout and "ready" in text.stdout
+
+    # the dashboard's overview shows the same services, asked over the same socket
+    overview = httpx.get(f"http://127.0.0.1:{stack.api_port}/ui/api/overview", timeout=30).json()
+    shown = {row["name"]: row for row in overview["services"]}
+    assert list(shown) == ["redis", "api", "worker"]
+    assert {n: (r["pid"], r["url"]) for n, r in shown.items()} == {
+        n: (r["pid"], r["url"]) for n, r in rows.items()
+    }
 
 
 def test_stop_then_start_one_service_while_the_others_keep_running(up):

@@ -202,6 +202,7 @@ def test_overview_and_queues_answer_from_the_stack(dev, stack_dead_letters):
     assert overview["redis"]["version"]
     assert overview["queues"]["dead_letters"] == 1
     assert overview["workers"] == []
+    assert overview["services"] is None  # no `up` answers on this data dir's control socket
     queues = dev.get("/ui/api/queues").json()
     assert set(queues["queues"]["default"]) == {"critical", "high", "normal", "low"}
     assert any(t["task"] == "diagnostics.limited" for t in queues["rate_limited"])

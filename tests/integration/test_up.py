@@ -337,6 +337,7 @@ def alive(process: psutil.Process) -> bool:
     return not gone(process)
 
 
+@pytest.mark.timeout(300)  # 1,000 tasks, a kill and a reboot: minutes on two loaded cores
 def test_a_worker_sigkilled_mid_batch_is_restarted_and_all_1000_tasks_succeed_promptly(up):
     from stack.app_factory import load_app
     from stack.submit import submit

@@ -23,10 +23,12 @@ from stack.checks.overview import queue_names, queue_overview
 from stack.connection import REDIS_ERRORS, translated
 from stack.context import context_of
 from stack.deadletter import DeadLetter
-from stack.launcher.state import STATE_GLOB, LaunchState
+from stack.errors import StackError
+from stack.launcher.control import Command, call
 from stack.metrics.recorder import SEP
 from stack.ratelimit import rate_for
 
+PS_TIMEOUT_S = 1.0  # the launcher answers `ps` from its main loop
 WORKERS_TIMEOUT_S = 0.5  # each broadcast to the workers waits this long for answers
 SAMPLE_EVERY_S = 10.0  # throughput: one sample of the counters per this many seconds ...
 SAMPLES_KEPT = 31  # ... kept for the last five minutes (30 intervals)
@@ -102,26 +104,14 @@ def workers(app: Celery) -> list[dict[str, Any]]:
 
 
 def services(data_dir: Path) -> list[dict[str, Any]] | None:
-    """The services of the `up` running on ``data_dir`` (its launcher state file), or None when
-    no live launcher wrote one there (the API runs on its own)."""
-    now = time.time()
-    for path in sorted(data_dir.glob(STATE_GLOB)):
-        state = LaunchState.load(path)
-        if state is None or state.launcher.live() is None:
-            continue
-        rows = []
-        for record in sorted(state.services.values(), key=lambda r: r.name):
-            alive = record.main.live() is not None
-            rows.append(
-                {
-                    "name": record.name,
-                    "state": "running" if alive else "exited",
-                    "pid": record.main.pid,
-                    "uptime_s": round(now - record.main.started) if alive else None,
-                }
-            )
-        return rows
-    return None
+    """The services of the `up` running on ``data_dir``, as `celery-stack ps` shows them (asked
+    over its control socket: state, pid, uptime, restarts, URL, RSS), or None when no launcher
+    answers there (the API runs on its own)."""
+    try:
+        reply = call(data_dir, Command("ps", ()), timeout_s=PS_TIMEOUT_S)
+    except StackError:  # no stack there, or it is stopping: the page says so
+        return None
+    return list(reply["services"])
 
 
 def overview(app: Celery, throughput: Throughput) -> dict[str, Any]:

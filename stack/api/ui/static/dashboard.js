@@ -137,7 +137,7 @@
       "no worker answered");
     fillRows(
       $("services"),
-      (o.services || []).map((s) => [s.name, s.state, s.pid, duration(s.uptime_s)]),
+      (o.services || []).map((s) => [s.name, s.state, s.pid, duration(s.uptime_s), s.restarts, s.url]),
       o.services === null ? "this API was not started by celery-stack up" : "none",
     );
   }
