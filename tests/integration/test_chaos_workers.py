@@ -16,7 +16,7 @@ SHUTDOWN_WAIT_S = 20.0
 
 def test_every_task_is_accounted_for_when_pool_children_are_killed_repeatedly(stack_worker, batch):
     worker = stack_worker(concurrency=2)
-    batch.submit_records(20, seconds=0.1)
+    batch.submit_records(20, seconds=0.5)  # long enough that a kill lands mid-task on loaded cores
     killed = []
     for _ in range(CHILD_KILLS):
         busy = batch.wait_until(lambda a: set(a.in_flight.values()) & set(worker.children()))
