@@ -173,7 +173,7 @@ class Supervision:
                 r.stopping_at = now  # once per timeout
         elif r.state in (State.STOPPED, State.STOPPING) and r.exited and r.stopping_at:
             r.state, r.stopping_at = State.STOPPED, None  # handled once
-            if r.returncode != 0 and r.service.reclaim is not None:
+            if r.service.reclaim is not None:  # a warm stop can leave a prefetched message
                 r.reclaim = self._probes.submit(
                     safe_reclaim, r.service.reclaim, r.spawned_wall, time.time()
                 )
